@@ -1,0 +1,231 @@
+"""One chat turn, from message to stored answer, with nothing about MCP in it.
+
+``ChatService.turn`` validates the input, loads the session's recent history, trims it to
+the model's context budget, streams the answer from Ollama while reporting progress at a
+bounded rate, and only then writes the user message and the answer to the store in one
+transaction. A turn that fails or is cancelled writes nothing. Calls on one session are
+serialised; different sessions run concurrently.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+
+from .backend import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, OllamaClient
+from .errors import InputError, InputTooLarge
+from .prompts import render_system_prompt
+from .settings import Settings
+from .store import ChatStore, StoredMessage, new_session_id, validate_session_id
+
+ProgressCallback = Callable[[int, str], Awaitable[None]]
+"""Called with the number of tokens received so far and a short human-readable message."""
+
+_CHARS_PER_TOKEN = 4
+_MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap, deliberately generous token estimate (about four characters a token)."""
+    return math.ceil(len(text) / _CHARS_PER_TOKEN) + _MESSAGE_OVERHEAD_TOKENS
+
+
+def answer_reserve(context_tokens: int, options: GenerationOptions | None) -> int:
+    """Tokens kept free for the answer: ``num_predict`` when set, else a quarter of the window (max 1024)."""
+    if options is not None and options.num_predict is not None and options.num_predict > 0:
+        return min(options.num_predict, context_tokens // 2)
+    return min(1024, context_tokens // 4)
+
+
+def fit_history(
+    system: ChatMessage, history: list[ChatMessage], user: ChatMessage, budget: int
+) -> list[ChatMessage]:
+    """The longest suffix of ``history`` (whole turns, oldest dropped first) that fits ``budget`` tokens.
+
+    Raises ``InputTooLarge`` when the system prompt and the new message alone do not fit.
+    """
+    fixed = estimate_tokens(system.content) + estimate_tokens(user.content)
+    if fixed > budget:
+        raise InputTooLarge(
+            f"The message is too long for the model's context window: about {fixed} tokens with the "
+            f"system prompt, but only {budget} are available for the prompt. Shorten the message, "
+            "or pass a larger options.num_ctx (or set MCP_OLLAMA_NUM_CTX)."
+        )
+    costs = [estimate_tokens(m.content) for m in history]
+    total = fixed + sum(costs)
+    start = 0
+    # Drop a whole turn at a time so the history keeps its user/assistant alternation.
+    while total > budget and start < len(history):
+        step = 2 if start + 1 < len(history) and history[start].role == "user" else 1
+        total -= sum(costs[start : start + step])
+        start += step
+    return history[start:]
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    """What one completed turn produced."""
+
+    session_id: str
+    model: str
+    answer: str
+    done_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    total_ms: float
+    load_ms: float
+    prompt_eval_ms: float
+    eval_ms: float
+    history_messages: int
+    """Earlier messages sent to the model with this one (after trimming)."""
+    new_session: bool
+
+
+@dataclass
+class _SessionLocks:
+    """One lock per session id, dropped again when nobody holds or waits for it."""
+
+    _locks: dict[str, tuple[anyio.Lock, int]] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def hold(self, session_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(session_id, (anyio.Lock(), 0))
+        self._locks[session_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[session_id]
+            if users == 1:
+                del self._locks[session_id]
+            else:
+                self._locks[session_id] = (lock, users - 1)
+
+
+def _ms(nanoseconds: int) -> float:
+    return round(nanoseconds / 1e6, 3)
+
+
+class ChatService:
+    """Runs chat turns against one Ollama client and one session store."""
+
+    def __init__(self, settings: Settings, client: OllamaClient, store: ChatStore) -> None:
+        self._settings = settings
+        self._client = client
+        self._store = store
+        self._locks = _SessionLocks()
+
+    @property
+    def system_prompt(self) -> str:
+        """Exactly the system message every turn sends."""
+        return render_system_prompt(self._settings.system_prompt)
+
+    async def turn(
+        self,
+        message: str,
+        *,
+        session_id: str | None = None,
+        model: str | None = None,
+        options: GenerationOptions | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> TurnOutcome:
+        """Send ``message`` in ``session_id`` (a new session when ``None``) and store the turn.
+
+        Raises ``InputError`` subclasses for unusable input and ``BackendError`` subclasses when
+        Ollama fails; in both cases, and on cancellation, the store is left untouched.
+        """
+        if not message.strip():
+            raise InputError("The message is empty: write something for the model to answer.")
+        if len(message) > self._settings.max_message_chars:
+            raise InputTooLarge(
+                f"The message has {len(message):,} characters; the limit is "
+                f"{self._settings.max_message_chars:,} (MCP_OLLAMA_MAX_MESSAGE_CHARS). Shorten it."
+            )
+        model_name = (model or self._settings.model).strip()
+        if not model_name or len(model_name) > 200:
+            raise InputError("The model name must be 1-200 characters, such as 'llama3:8b'.")
+        sid = validate_session_id(session_id) if session_id is not None else new_session_id()
+
+        async with self._locks.hold(sid):
+            history = [_to_chat(m) for m in self._store.recent_messages(sid, self._settings.history_turns)]
+            system = ChatMessage(role="system", content=self.system_prompt)
+            user = ChatMessage(role="user", content=message)
+            context_tokens = (options.num_ctx if options and options.num_ctx else None) or (
+                self._settings.context_tokens
+            )
+            budget = context_tokens - answer_reserve(context_tokens, options)
+            history = fit_history(system, history, user, budget)
+            request = ChatRequest(
+                model=model_name,
+                messages=[system, *history, user],
+                stream=True,
+                options=_with_default_ctx(options, self._settings.num_ctx),
+                keep_alive=self._settings.keep_alive,
+            )
+            answer, final = await self._stream(request, on_progress)
+            created = self._store.append_turn(
+                sid,
+                model=model_name,
+                user=message,
+                assistant=answer,
+                meta={
+                    "model": model_name,
+                    "done_reason": final.done_reason,
+                    "prompt_tokens": final.prompt_eval_count,
+                    "completion_tokens": final.eval_count,
+                    "total_ms": _ms(final.total_duration),
+                },
+            )
+        return TurnOutcome(
+            session_id=sid,
+            model=final.model or model_name,
+            answer=answer,
+            done_reason=final.done_reason,
+            prompt_tokens=final.prompt_eval_count,
+            completion_tokens=final.eval_count,
+            total_ms=_ms(final.total_duration),
+            load_ms=_ms(final.load_duration),
+            prompt_eval_ms=_ms(final.prompt_eval_duration),
+            eval_ms=_ms(final.eval_duration),
+            history_messages=len(history),
+            new_session=created,
+        )
+
+    async def _stream(
+        self, request: ChatRequest, on_progress: ProgressCallback | None
+    ) -> tuple[str, ChatChunk]:
+        """Collect the streamed answer, reporting progress at most every ``progress_interval`` seconds."""
+        pieces: list[str] = []
+        tokens = 0
+        last_report = -math.inf
+        interval = self._settings.progress_interval
+        async with self._client.chat_stream(request) as chunks:
+            async for chunk in chunks:
+                if chunk.message is not None and chunk.message.content:
+                    pieces.append(chunk.message.content)
+                    tokens += 1
+                    now = time.monotonic()
+                    if on_progress is not None and now - last_report >= interval:
+                        last_report = now
+                        await on_progress(tokens, f"{request.model}: {tokens} tokens so far")
+                if chunk.done:
+                    return "".join(pieces), chunk
+        raise AssertionError("chat_stream ended without a final chunk")  # backend guarantees a done chunk
+
+
+def _to_chat(message: StoredMessage) -> ChatMessage:
+    return ChatMessage(role="assistant" if message.role == "assistant" else "user", content=message.content)
+
+
+def _with_default_ctx(options: GenerationOptions | None, num_ctx: int | None) -> GenerationOptions | None:
+    """Apply the configured ``num_ctx`` unless the call chose its own."""
+    if num_ctx is None or (options is not None and options.num_ctx is not None):
+        return options
+    if options is None:
+        return GenerationOptions(num_ctx=num_ctx)
+    return options.model_copy(update={"num_ctx": num_ctx})

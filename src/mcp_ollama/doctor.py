@@ -1,0 +1,87 @@
+"""``mcp-ollama doctor``: check what the server needs, and say how to fix what is missing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .backend import OllamaClient
+from .errors import BackendError
+from .settings import Settings
+from .store import ChatStore
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+async def run_checks(settings: Settings) -> list[Check]:
+    """Ollama reachable, the default model pulled, the session database writable."""
+    checks: list[Check] = []
+    async with OllamaClient(
+        settings.ollama_url, connect_timeout=settings.connect_timeout, read_timeout=10.0
+    ) as client:
+        try:
+            version = await client.version()
+        except BackendError as exc:
+            checks.append(Check("ollama", False, str(exc)))
+            checks.append(
+                Check("model", False, f"not checked: Ollama is not reachable at {settings.ollama_url}")
+            )
+        else:
+            checks.append(Check("ollama", True, f"Ollama {version} answers at {settings.ollama_url}"))
+            try:
+                names = [m.name for m in await client.list_models()]
+            except BackendError as exc:
+                checks.append(Check("model", False, str(exc)))
+            else:
+                if _pulled(settings.model, names):
+                    checks.append(Check("model", True, f"{settings.model} is pulled"))
+                else:
+                    checks.append(
+                        Check(
+                            "model",
+                            False,
+                            f"{settings.model} is not pulled (have: {', '.join(names) or 'none'}). "
+                            f"Fix: ollama pull {settings.model}",
+                        )
+                    )
+    checks.append(_check_database(settings.db_path))
+    return checks
+
+
+def _pulled(model: str, names: list[str]) -> bool:
+    # Ollama lists "llama3:latest" for a model pulled as "llama3".
+    return model in names or (":" not in model and f"{model}:latest" in names)
+
+
+def _check_database(db_path: str) -> Check:
+    if db_path == ":memory:":
+        return Check("database", True, "in memory (:memory:): sessions are not kept across restarts")
+    try:
+        store = ChatStore.open(db_path)
+    except Exception as exc:  # any failure to open is the finding itself
+        return Check(
+            "database",
+            False,
+            f"cannot open {db_path}: {exc}. Fix: make {Path(db_path).parent} writable, or choose "
+            "another file with --db / MCP_OLLAMA_DB",
+        )
+    try:
+        count = store.count_sessions()
+    finally:
+        store.close()
+    return Check("database", True, f"{db_path} is writable ({count} sessions)")
+
+
+def format_report(checks: list[Check], write: Callable[[str], object]) -> bool:
+    """Write one line per check; ``True`` when all passed."""
+    for check in checks:
+        write(f"[{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
+    return all(check.ok for check in checks)

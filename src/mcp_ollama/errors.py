@@ -1,0 +1,120 @@
+"""The domain's error tree: every failure the server can tell a user about.
+
+Each error's message is written for the person (or model) reading a failed tool
+result: what happened, and what to do about it. ``server.py`` is the one place
+that turns these into MCP ``isError`` results or JSON-RPC errors.
+
+    McpOllamaError
+    ├── BackendError                 talking to Ollama failed
+    │   ├── OllamaUnreachable        connection refused / DNS / connect timeout
+    │   ├── OllamaTimeout            no bytes within the generation timeout
+    │   ├── ModelNotFound            404: the model is not pulled
+    │   ├── OllamaStatusError        any other error status, with Ollama's ``error`` text
+    │   └── StreamError              an error line mid-stream, a cut or malformed stream
+    ├── InputError                   the caller's arguments cannot be served
+    │   ├── InvalidSessionId         malformed or hostile session id
+    │   └── InputTooLarge            the message does not fit the limits or the context
+    └── SessionNotFound              no stored session with that id
+"""
+
+from __future__ import annotations
+
+
+class McpOllamaError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class BackendError(McpOllamaError):
+    """Talking to Ollama failed."""
+
+
+class OllamaUnreachable(BackendError):
+    """Ollama did not accept a connection at ``url``."""
+
+    def __init__(self, url: str, detail: str = "") -> None:
+        self.url = url
+        self.detail = detail
+        reason = f" ({detail})" if detail else ""
+        super().__init__(
+            f"Cannot reach Ollama at {url}{reason}. Is it running? Start it with "
+            "`ollama serve`, or point OLLAMA_HOST at the right address."
+        )
+
+
+class OllamaTimeout(BackendError):
+    """Ollama accepted the request but sent nothing for ``seconds``."""
+
+    def __init__(self, url: str, seconds: float) -> None:
+        self.url = url
+        self.seconds = seconds
+        super().__init__(
+            f"Ollama at {url} sent nothing for {seconds:g} s and the request was abandoned. "
+            "The model may still be loading or the machine may be overloaded; try again, "
+            "or raise the timeout with --generation-timeout / MCP_OLLAMA_GENERATION_TIMEOUT."
+        )
+
+
+class ModelNotFound(BackendError):
+    """Ollama answered 404 for ``model``: it is not pulled."""
+
+    def __init__(self, model: str, url: str) -> None:
+        self.model = model
+        self.url = url
+        super().__init__(
+            f"Model {model!r} is not available in Ollama at {url}. "
+            f"Pull it with `ollama pull {model}`, or choose a pulled model (see `ollama list`)."
+        )
+
+
+class OllamaStatusError(BackendError):
+    """Ollama answered an error status with ``{"error": ...}``."""
+
+    def __init__(self, status: int, error: str, url: str) -> None:
+        self.status = status
+        self.error = error
+        self.url = url
+        hint = ""
+        if status in (429, 503):
+            hint = " Ollama is busy; try again in a moment."
+        elif status >= 500:
+            hint = " Check Ollama's own log (`journalctl -u ollama` or the terminal running `ollama serve`)."
+        super().__init__(f"Ollama at {url} answered HTTP {status}: {error}.{hint}")
+
+
+class StreamError(BackendError):
+    """The answer stream broke after it had started."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        self.detail = detail
+        super().__init__(
+            f"The answer stream from Ollama at {url} broke off: {detail}. "
+            "Nothing was saved for this turn; try again."
+        )
+
+
+class InputError(McpOllamaError):
+    """The caller's arguments cannot be served as given."""
+
+
+class InvalidSessionId(InputError):
+    """A session id that is not of the allowed form."""
+
+    def __init__(self, session_id: str) -> None:
+        shown = session_id if len(session_id) <= 80 else session_id[:77] + "..."
+        self.session_id = session_id
+        super().__init__(
+            f"Invalid session id {shown!r}: use 1-64 characters from letters, digits, '-' and '_'."
+        )
+
+
+class InputTooLarge(InputError):
+    """The message does not fit the configured limits or the model's context."""
+
+
+class SessionNotFound(McpOllamaError):
+    """No stored session has this id."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"No chat session with id {session_id!r}.")

@@ -1,0 +1,179 @@
+"""Where the SDK's ``MCPServer`` falls short of the MCP spec, and what closes each gap.
+
+- ``SpecMiddleware``: an unknown tool is JSON-RPC -32602 (the SDK answers an ``isError``
+  result), and ``initialize`` advertises ``resources.listChanged`` truthfully (the SDK's
+  default ``NotificationOptions`` always say ``false``).
+- ``Peers``: the handshake-era connections this server serves, with each one's
+  ``logging/setLevel`` threshold and ``resources/subscribe`` set. Handshake-era clients get
+  change notifications through their session; 2026-07-28 clients through the
+  ``subscriptions/listen`` bus. ``Peers.resource_updated`` and ``Peers.resources_changed``
+  feed both paths.
+- ``not_found_code``: -32002 for a missing resource in the handshake era, -32602 from 2026-07-28.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
+
+from mcp.server.connection import Connection, allowed_log_levels
+from mcp.server.context import HandlerResult, ServerRequestContext
+from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INVALID_PARAMS,
+    LoggingLevel,
+    LoggingMessageNotification,
+    LoggingMessageNotificationParams,
+)
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+logger = logging.getLogger(__name__)
+
+RESOURCE_NOT_FOUND = -32002
+"""The 2025-11-25 spec's code for a resource that does not exist."""
+
+LOG_LEVELS: tuple[LoggingLevel, ...] = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+DEFAULT_CLIENT_LOG_LEVEL: LoggingLevel = "info"
+"""What a handshake-era client receives until it sends ``logging/setLevel``."""
+
+
+def is_modern(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """Whether this request arrived on the 2026-07-28 per-request envelope."""
+    return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+def not_found_code(ctx: ServerRequestContext[Any, Any]) -> int:
+    """The error code for a missing resource in this request's protocol era."""
+    return INVALID_PARAMS if is_modern(ctx) else RESOURCE_NOT_FOUND
+
+
+def _connection(ctx: ServerRequestContext[Any, Any]) -> Connection:
+    # The SDK keeps the connection behind the per-request ServerSession; it is the only
+    # stable identity a handshake-era client has across its requests.
+    connection: Connection = ctx.session._connection
+    return connection
+
+
+class _Peer:
+    """One handshake-era connection: where to send, what it asked for."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.log_level: LoggingLevel = DEFAULT_CLIENT_LOG_LEVEL
+        self.subscriptions: set[str] = set()
+
+
+class Peers:
+    """Handshake-era connections and the modern subscription bus, as one notification target."""
+
+    def __init__(self, bus: SubscriptionBus) -> None:
+        self._bus = bus
+        self._peers: weakref.WeakKeyDictionary[Connection, _Peer] = weakref.WeakKeyDictionary()
+
+    def peer(self, ctx: ServerRequestContext[Any, Any]) -> _Peer | None:
+        """The record for this request's connection; ``None`` in the 2026-07-28 era."""
+        if is_modern(ctx):
+            return None
+        connection = _connection(ctx)
+        found = self._peers.get(connection)
+        if found is None:
+            found = self._peers[connection] = _Peer(connection)
+            connection.exit_stack.callback(self._peers.pop, connection, None)
+        return found
+
+    def set_log_level(self, ctx: ServerRequestContext[Any, Any], level: LoggingLevel) -> None:
+        peer = self.peer(ctx)
+        if peer is not None:
+            peer.log_level = level
+
+    def subscribe(self, ctx: ServerRequestContext[Any, Any], uri: str) -> None:
+        peer = self.peer(ctx)
+        if peer is not None:
+            peer.subscriptions.add(uri)
+
+    def unsubscribe(self, ctx: ServerRequestContext[Any, Any], uri: str) -> None:
+        peer = self.peer(ctx)
+        if peer is not None:
+            peer.subscriptions.discard(uri)
+
+    def subscribed(self, uri: str) -> int:
+        """How many handshake-era connections subscribe to ``uri`` (for tests and diagnostics)."""
+        return sum(uri in peer.subscriptions for peer in list(self._peers.values()))
+
+    async def resource_updated(self, uri: str) -> None:
+        """``notifications/resources/updated`` to every subscriber of ``uri``, in both eras."""
+        await self._bus.publish(ResourceUpdated(uri=uri))
+        for peer in list(self._peers.values()):
+            if uri in peer.subscriptions:
+                await self._send(peer, lambda c: c.send_resource_updated(uri))
+
+    async def resources_changed(self) -> None:
+        """``notifications/resources/list_changed`` to every connection, in both eras."""
+        await self._bus.publish(ResourcesListChanged())
+        for peer in list(self._peers.values()):
+            if peer.connection.initialized.is_set():
+                await self._send(peer, lambda c: c.send_resource_list_changed())
+
+    async def _send(self, peer: _Peer, send: Callable[[Connection], Awaitable[None]]) -> None:
+        try:
+            await send(peer.connection)
+        except Exception:  # a peer that went away must not fail the turn that notifies it
+            logger.debug("dropping a notification for a closed connection", exc_info=True)
+            self._peers.pop(peer.connection, None)
+
+    async def log(self, ctx: ServerRequestContext[Any, Any], level: LoggingLevel, message: str) -> None:
+        """``notifications/message`` for this request, if the client asked for ``level``.
+
+        Handshake era: at or above the connection's ``logging/setLevel`` threshold. 2026-07-28:
+        only when the request's ``_meta`` opted in at or below ``level``.
+        """
+        peer = self.peer(ctx)
+        if peer is not None:
+            if LOG_LEVELS.index(level) < LOG_LEVELS.index(peer.log_level):
+                return
+        elif level not in allowed_log_levels(ctx.protocol_version, cast(Mapping[str, Any], ctx.meta or {})):
+            return
+        notification = LoggingMessageNotification(
+            params=LoggingMessageNotificationParams(level=level, logger="mcp-ollama", data=message)
+        )
+        try:
+            await ctx.session.send_notification(notification, related_request_id=ctx.request_id)
+        except Exception:  # logging to the client is best effort
+            logger.debug("could not send a log notification", exc_info=True)
+
+
+class SpecMiddleware:
+    """Server middleware that makes two answers match the spec (see the module docstring)."""
+
+    def __init__(self, tool_names: Callable[[], set[str]], peers: Peers) -> None:
+        self._tool_names = tool_names
+        self._peers = peers
+
+    async def __call__(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        call_next: Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResult]],
+    ) -> HandlerResult:
+        if ctx.request_id is not None and ctx.method == "tools/call" and isinstance(ctx.params, Mapping):
+            name = ctx.params.get("name")
+            if isinstance(name, str) and name not in self._tool_names():
+                raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name!r}", data={"name": name})
+        result = await call_next(ctx)
+        if ctx.method == "initialize" and isinstance(result, dict):
+            resources = result.get("capabilities", {}).get("resources")
+            if isinstance(resources, dict):
+                # Sessions appear and disappear at run time, and we say so.
+                resources["listChanged"] = True
+        return result

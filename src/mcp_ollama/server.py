@@ -1,0 +1,607 @@
+"""The MCP face of mcp-ollama: ``build_server(settings)`` and ``serve(settings)``.
+
+Tools (``chat``, ``list_models``, ``delete_session``, ``clear_session``), session resources,
+prompts and completions are declared here, and this is the one boundary where domain errors
+become ``isError`` tool results or JSON-RPC errors. The HTTP client and the session store are
+opened in the server's lifespan and reach handlers through the request context.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    CompleteRequestParams,
+    CompleteResult,
+    Completion,
+    EmptyResult,
+    ListResourcesResult,
+    ListResourceTemplatesResult,
+    PaginatedRequestParams,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+    Resource,
+    ResourceTemplate,
+    SetLevelRequestParams,
+    SubscribeRequestParams,
+    TextContent,
+    TextResourceContents,
+    ToolAnnotations,
+    UnsubscribeRequestParams,
+)
+from pydantic import BaseModel, Field
+
+from . import __version__
+from .backend import GenerationOptions, ModelInfo, OllamaClient
+from .chat import ChatService, TurnOutcome
+from .errors import BackendError, McpOllamaError, SessionNotFound
+from .prompts import COMMON_LANGUAGES, STYLES, Style, render_system_prompt
+from .protocol import Peers, SpecMiddleware, not_found_code
+from .settings import Settings
+from .store import ChatStore, SessionInfo, StoredMessage, validate_session_id
+from .transport import stdio_transport
+
+logger = logging.getLogger(__name__)
+
+SESSION_URI_PREFIX = "chat://sessions/"
+SESSION_URI_TEMPLATE = SESSION_URI_PREFIX + "{session_id}"
+RESOURCES_PAGE_SIZE = 100
+MODEL_CACHE_SECONDS = 30.0
+
+SessionIdArg = Annotated[str, Field(description="The session_id of the conversation.")]
+
+INSTRUCTIONS = (
+    "Chat with a local model served by Ollama. Call `chat` with a message; pass the returned "
+    "session_id on the next call to continue the same conversation (its history is kept on disk). "
+    "Stored conversations are resources at chat://sessions/{session_id}."
+)
+
+
+# ---------------------------------------------------------------------------- results
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = Field(
+        description="Tokens in the prompt Ollama evaluated (0 when it reused its cache)."
+    )
+    completion_tokens: int = Field(description="Tokens in the answer.")
+
+
+class Timings(BaseModel):
+    total_ms: float = Field(description="Ollama's total time for the request, in milliseconds.")
+    load_ms: float = Field(
+        description="Time spent loading the model, in milliseconds (0 when already loaded)."
+    )
+    prompt_eval_ms: float = Field(description="Time spent reading the prompt, in milliseconds.")
+    eval_ms: float = Field(description="Time spent generating the answer, in milliseconds.")
+
+
+class ChatResult(BaseModel):
+    """The answer to one chat message, and where it was stored."""
+
+    session_id: str = Field(description="Pass this as session_id to continue the conversation.")
+    model: str = Field(description="The model that answered.")
+    answer: str = Field(description="The model's answer.")
+    done_reason: str | None = Field(
+        description="Why generation stopped: 'stop' (finished) or 'length' (hit num_predict/the context)."
+    )
+    new_session: bool = Field(description="True when this call started the session.")
+    history_messages: int = Field(description="Earlier messages of the session sent along with this one.")
+    usage: Usage
+    timings: Timings
+
+
+class ModelSummary(BaseModel):
+    name: str = Field(description="Model name to pass as `model` to chat, e.g. 'llama3:8b'.")
+    size_bytes: int | None = Field(description="Size on disk in bytes.")
+    family: str | None = Field(description="Model family, e.g. 'llama'.")
+    parameter_size: str | None = Field(description="Parameter count as Ollama reports it, e.g. '8.0B'.")
+    quantization: str | None = Field(description="Quantization level, e.g. 'Q4_0'.")
+    modified_at: str | None = Field(description="When the model was last pulled or changed.")
+
+
+class ModelList(BaseModel):
+    """The models pulled into the local Ollama."""
+
+    models: list[ModelSummary]
+    default_model: str = Field(description="The model chat uses when none is named.")
+
+
+class SessionChange(BaseModel):
+    """What a session-changing tool did."""
+
+    session_id: str
+    deleted: bool = Field(description="True when the whole session is gone.")
+    cleared_messages: int = Field(description="How many stored messages were removed.")
+
+
+# ---------------------------------------------------------------------------- state
+
+
+@dataclass
+class AppState:
+    """What lives for the server's lifetime: built in the lifespan, closed when it ends."""
+
+    settings: Settings
+    client: OllamaClient
+    store: ChatStore
+    chat: ChatService
+    _model_names: tuple[float, list[str]] = field(default=(-1e9, []))
+
+    async def model_names(self) -> list[str]:
+        """Pulled model names, cached briefly; empty (not an error) when Ollama is down."""
+        fetched_at, names = self._model_names
+        if time.monotonic() - fetched_at < MODEL_CACHE_SECONDS:
+            return names
+        try:
+            names = [m.name for m in await self.client.list_models()]
+        except BackendError:
+            names = []
+        self._model_names = (time.monotonic(), names)
+        return names
+
+
+def _state(ctx: Context[Any, Any] | ServerRequestContext[Any, Any]) -> AppState:
+    request_context = ctx.request_context if isinstance(ctx, Context) else ctx
+    state = request_context.lifespan_context
+    assert isinstance(state, AppState)
+    return state
+
+
+def session_uri(session_id: str) -> str:
+    return SESSION_URI_PREFIX + session_id
+
+
+def _error_result(exc: Exception) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+
+
+def _iso(value: Any) -> str:
+    return str(value.isoformat())
+
+
+# ---------------------------------------------------------------------------- transcripts
+
+
+def transcript_json(info: SessionInfo, messages: list[StoredMessage]) -> str:
+    return json.dumps(
+        {
+            "session_id": info.id,
+            "title": info.title,
+            "model": info.model,
+            "created_at": _iso(info.created_at),
+            "updated_at": _iso(info.updated_at),
+            "turn_count": info.turn_count,
+            "messages": [
+                {"role": m.role, "content": m.content, "created_at": _iso(m.created_at)} for m in messages
+            ],
+        },
+        ensure_ascii=False,
+        indent=2,
+    )
+
+
+def transcript_markdown(info: SessionInfo, messages: list[StoredMessage]) -> str:
+    lines = [
+        f"# {info.title or info.id}",
+        "",
+        f"Session `{info.id}` with `{info.model}`, {info.turn_count} turns, "
+        f"started {_iso(info.created_at)}, last active {_iso(info.updated_at)}.",
+    ]
+    for m in messages:
+        who = "User" if m.role == "user" else "Assistant"
+        lines += ["", f"## {who} ({_iso(m.created_at)})", "", m.content]
+    return "\n".join(lines) + "\n"
+
+
+def _session_resource(info: SessionInfo) -> Resource:
+    return Resource(
+        uri=session_uri(info.id),
+        name=f"session-{info.id}",
+        title=info.title or f"Session {info.id}",
+        description=f"Chat with {info.model}: {info.turn_count} turns, last active {_iso(info.updated_at)}.",
+        mime_type="application/json",
+    )
+
+
+# ---------------------------------------------------------------------------- server
+
+
+def build_server(settings: Settings) -> MCPServer[AppState]:
+    """An ``MCPServer`` wired to Ollama and the session store named in ``settings``."""
+    bus = InMemorySubscriptionBus()
+    peers = Peers(bus)
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        store = ChatStore.open(settings.db_path)
+        try:
+            async with OllamaClient(
+                settings.ollama_url,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.generation_timeout,
+            ) as client:
+                yield AppState(settings, client, store, ChatService(settings, client, store))
+        finally:
+            store.close()
+
+    server: MCPServer[AppState] = MCPServer(
+        "mcp-ollama",
+        title="Ollama (local models)",
+        description="Chat with local Ollama models; conversations persist as resources.",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        subscriptions=bus,
+        log_level=settings.log_level,  # type: ignore[arg-type]
+    )
+    lowlevel = server._lowlevel_server
+    lowlevel.middleware.append(
+        SpecMiddleware(lambda: {t.name for t in server._tool_manager.list_tools()}, peers)
+    )
+
+    _register_tools(server, peers)
+    _register_prompts(server)
+
+    # ---- resources: paginated sessions, read through one template, subscriptions in both eras
+
+    async def list_resources(
+        ctx: ServerRequestContext[AppState], params: PaginatedRequestParams
+    ) -> ListResourcesResult:
+        try:
+            sessions, cursor = _state(ctx).store.list_sessions(RESOURCES_PAGE_SIZE, params.cursor)
+        except ValueError:
+            raise MCPError(code=INVALID_PARAMS, message="Invalid cursor") from None
+        return ListResourcesResult(resources=[_session_resource(s) for s in sessions], next_cursor=cursor)
+
+    async def list_templates(
+        ctx: ServerRequestContext[AppState], params: PaginatedRequestParams
+    ) -> ListResourceTemplatesResult:
+        return ListResourceTemplatesResult(
+            resource_templates=[
+                ResourceTemplate(
+                    uri_template=SESSION_URI_TEMPLATE,
+                    name="chat-session",
+                    title="Chat session transcript",
+                    description="A stored chat session: a JSON document, then the transcript as Markdown.",
+                    mime_type="application/json",
+                )
+            ]
+        )
+
+    def session_for(ctx: ServerRequestContext[AppState], uri: str) -> SessionInfo:
+        """The session ``uri`` names, or the era's not-found error (hostile ids included)."""
+        info = None
+        if uri.startswith(SESSION_URI_PREFIX):
+            try:
+                info = _state(ctx).store.get_session(validate_session_id(uri[len(SESSION_URI_PREFIX) :]))
+            except McpOllamaError:
+                info = None
+        if info is None:
+            raise MCPError(code=not_found_code(ctx), message="Resource not found", data={"uri": uri[:200]})
+        return info
+
+    async def read_resource(
+        ctx: ServerRequestContext[AppState], params: ReadResourceRequestParams
+    ) -> ReadResourceResult:
+        info = session_for(ctx, params.uri)
+        messages = _state(ctx).store.messages(info.id)
+        return ReadResourceResult(
+            contents=[
+                TextResourceContents(
+                    uri=params.uri, mime_type="application/json", text=transcript_json(info, messages)
+                ),
+                TextResourceContents(
+                    uri=params.uri, mime_type="text/markdown", text=transcript_markdown(info, messages)
+                ),
+            ]
+        )
+
+    async def subscribe(ctx: ServerRequestContext[AppState], params: SubscribeRequestParams) -> EmptyResult:
+        session_for(ctx, params.uri)
+        peers.subscribe(ctx, params.uri)
+        return EmptyResult()
+
+    async def unsubscribe(
+        ctx: ServerRequestContext[AppState], params: UnsubscribeRequestParams
+    ) -> EmptyResult:
+        peers.unsubscribe(ctx, params.uri)
+        return EmptyResult()
+
+    async def set_level(ctx: ServerRequestContext[AppState], params: SetLevelRequestParams) -> EmptyResult:
+        peers.set_log_level(ctx, params.level)
+        return EmptyResult()
+
+    lowlevel.add_request_handler("resources/list", PaginatedRequestParams, list_resources)
+    lowlevel.add_request_handler("resources/templates/list", PaginatedRequestParams, list_templates)
+    lowlevel.add_request_handler("resources/read", ReadResourceRequestParams, read_resource)
+    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+    lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+    lowlevel.add_request_handler("completion/complete", CompleteRequestParams, _complete)
+    server.peers = peers  # type: ignore[attr-defined]
+    return server
+
+
+def _chat_result(outcome: TurnOutcome) -> ChatResult:
+    return ChatResult(
+        session_id=outcome.session_id,
+        model=outcome.model,
+        answer=outcome.answer,
+        done_reason=outcome.done_reason,
+        new_session=outcome.new_session,
+        history_messages=outcome.history_messages,
+        usage=Usage(prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens),
+        timings=Timings(
+            total_ms=outcome.total_ms,
+            load_ms=outcome.load_ms,
+            prompt_eval_ms=outcome.prompt_eval_ms,
+            eval_ms=outcome.eval_ms,
+        ),
+    )
+
+
+def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
+    @server.tool(
+        title="Chat with a local model",
+        annotations=ToolAnnotations(
+            title="Chat with a local model",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=False,
+        ),
+    )
+    async def chat(
+        message: Annotated[str, Field(description="The message to send to the local model.")],
+        ctx: Context[AppState, Any],
+        session_id: Annotated[
+            str | None,
+            Field(
+                description="Continue this conversation (the session_id a previous chat call returned). "
+                "Omit to start a new one. 1-64 characters: letters, digits, '-' and '_'."
+            ),
+        ] = None,
+        model: Annotated[
+            str | None,
+            Field(description="Ollama model to use, e.g. 'llama3:8b'. Omit for the server's default."),
+        ] = None,
+        options: Annotated[
+            GenerationOptions | None,
+            Field(description="Generation options passed to Ollama (temperature, seed, num_predict, ...)."),
+        ] = None,
+    ) -> Annotated[CallToolResult, ChatResult]:
+        """Send a message to a local LLM (Ollama) and get its answer.
+
+        The conversation is remembered: the answer includes a session_id; pass it back to
+        continue with the earlier turns as context. The model runs on this machine, so it is
+        private and free but slower and less capable than a frontier model.
+        """
+        state = _state(ctx)
+        request = ctx.request_context
+
+        async def progress(tokens: int, text: str) -> None:
+            await ctx.report_progress(tokens, None, text)
+
+        try:
+            outcome = await state.chat.turn(
+                message, session_id=session_id, model=model, options=options, on_progress=progress
+            )
+        except McpOllamaError as exc:
+            logger.info("chat failed: %s", exc)
+            await peers.log(request, "error", str(exc))
+            return _error_result(exc)
+        uri = session_uri(outcome.session_id)
+        if outcome.new_session:
+            await peers.resources_changed()
+        await peers.resource_updated(uri)
+        await peers.log(
+            request,
+            "info",
+            f"{outcome.model} answered in session {outcome.session_id}: "
+            f"{outcome.completion_tokens} tokens, {outcome.total_ms:.0f} ms",
+        )
+        result = _chat_result(outcome)
+        return CallToolResult(
+            content=[TextContent(type="text", text=outcome.answer)],
+            structured_content=result.model_dump(mode="json"),
+        )
+
+    @server.tool(
+        title="List local models",
+        annotations=ToolAnnotations(
+            title="List local models", read_only_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    async def list_models(ctx: Context[AppState, Any]) -> Annotated[CallToolResult, ModelList]:
+        """List the models pulled into the local Ollama, with size, family, parameter count and quantization.
+
+        Use a name from this list as the `model` argument of chat.
+        """
+        state = _state(ctx)
+        try:
+            models = await state.client.list_models()
+        except McpOllamaError as exc:
+            return _error_result(exc)
+        result = ModelList(models=[_model_summary(m) for m in models], default_model=state.settings.model)
+        lines = [f"Default model: {result.default_model}"] + [
+            f"- {m.name} ({m.parameter_size or '?'} params, {m.quantization or '?'}, "
+            f"{_human_size(m.size_bytes)})"
+            for m in result.models
+        ]
+        if not result.models:
+            lines.append(f"No models are pulled. Pull one with `ollama pull {state.settings.model}`.")
+        return CallToolResult(
+            content=[TextContent(type="text", text="\n".join(lines))],
+            structured_content=result.model_dump(mode="json"),
+        )
+
+    @server.tool(
+        title="Delete a chat session",
+        annotations=ToolAnnotations(
+            title="Delete a chat session",
+            read_only_hint=False,
+            destructive_hint=True,
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
+    )
+    async def delete_session(
+        session_id: SessionIdArg, ctx: Context[AppState, Any]
+    ) -> Annotated[CallToolResult, SessionChange]:
+        """Delete a stored conversation and all its messages. This cannot be undone."""
+        return await _change_session(ctx, peers, session_id, delete=True)
+
+    @server.tool(
+        title="Clear a chat session's history",
+        annotations=ToolAnnotations(
+            title="Clear a chat session's history",
+            read_only_hint=False,
+            destructive_hint=True,
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
+    )
+    async def clear_session(
+        session_id: SessionIdArg, ctx: Context[AppState, Any]
+    ) -> Annotated[CallToolResult, SessionChange]:
+        """Forget a conversation's messages but keep its session_id, so the next chat starts fresh."""
+        return await _change_session(ctx, peers, session_id, delete=False)
+
+
+async def _change_session(
+    ctx: Context[AppState, Any], peers: Peers, session_id: str, *, delete: bool
+) -> CallToolResult:
+    store = _state(ctx).store
+    try:
+        sid = validate_session_id(session_id)
+        info = store.get_session(sid)
+        if info is None:
+            raise SessionNotFound(sid)
+        changed = store.delete_session(sid) if delete else store.clear_session(sid)
+        if not changed:
+            raise SessionNotFound(sid)
+    except McpOllamaError as exc:
+        return _error_result(exc)
+    if delete:
+        await peers.resources_changed()
+    await peers.resource_updated(session_uri(sid))
+    result = SessionChange(session_id=sid, deleted=delete, cleared_messages=info.message_count)
+    verb = "Deleted" if delete else "Cleared"
+    return CallToolResult(
+        content=[TextContent(type="text", text=f"{verb} session {sid} ({info.message_count} messages).")],
+        structured_content=result.model_dump(mode="json"),
+    )
+
+
+def _model_summary(model: ModelInfo) -> ModelSummary:
+    details = model.details
+    return ModelSummary(
+        name=model.name,
+        size_bytes=model.size,
+        family=details.family if details else None,
+        parameter_size=details.parameter_size if details else None,
+        quantization=details.quantization_level if details else None,
+        modified_at=str(model.modified_at) if model.modified_at else None,
+    )
+
+
+def _human_size(size: int | None) -> str:
+    if size is None:
+        return "size unknown"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _register_prompts(server: MCPServer[AppState]) -> None:
+    @server.prompt(title="System prompt")
+    def system_prompt(
+        ctx: Context[AppState, Any],
+        language: Annotated[
+            str | None, Field(description="Always answer in this language (e.g. 'French').")
+        ] = None,
+        style: Annotated[
+            Style | None, Field(description=f"Answer style: one of {', '.join(STYLES)}.")
+        ] = None,
+    ) -> str:
+        """The system prompt chat sends to the local model; with no arguments, exactly the text sent."""
+        return render_system_prompt(_state(ctx).settings.system_prompt, language=language, style=style)
+
+    @server.prompt(title="Continue a local chat session")
+    def continue_session(
+        ctx: Context[AppState, Any],
+        session_id: Annotated[str, Field(description="The stored session to bring into this conversation.")],
+    ) -> list[dict[str, Any]]:
+        """A stored local conversation as prompt messages, to continue it here."""
+        store = _state(ctx).store
+        try:
+            sid = validate_session_id(session_id)
+        except McpOllamaError as exc:
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
+        if store.get_session(sid) is None:
+            raise MCPError(code=INVALID_PARAMS, message=str(SessionNotFound(sid)))
+        return [{"role": m.role, "content": {"type": "text", "text": m.content}} for m in store.messages(sid)]
+
+
+def _filter(candidates: list[str] | tuple[str, ...], prefix: str) -> Completion:
+    wanted = prefix.casefold()
+    matches = [c for c in candidates if c.casefold().startswith(wanted)]
+    return Completion(values=matches[:100], total=len(matches), has_more=len(matches) > 100)
+
+
+async def _complete(ctx: ServerRequestContext[AppState], params: CompleteRequestParams) -> CompleteResult:
+    """Session ids, model names, styles and languages, wherever an argument of that name appears."""
+    state = _state(ctx)
+    argument = params.argument
+    completion = Completion(values=[])
+    if argument.name == "session_id":
+        ids = state.store.session_ids(argument.value, limit=101)
+        completion = Completion(values=ids[:100], has_more=len(ids) > 100)
+    elif argument.name == "model":
+        completion = _filter(await state.model_names(), argument.value)
+    elif argument.name == "style":
+        completion = _filter(STYLES, argument.value)
+    elif argument.name == "language":
+        completion = _filter(COMMON_LANGUAGES, argument.value)
+    return CompleteResult(completion=completion)
+
+
+# ---------------------------------------------------------------------------- running
+
+
+async def serve(settings: Settings) -> None:
+    """Serve MCP on stdio until stdin closes or SIGTERM/SIGINT arrives; always ends cleanly."""
+    server = build_server(settings)
+    lowlevel = server._lowlevel_server
+    options = lowlevel.create_initialization_options(NotificationOptions(resources_changed=True))
+    async with stdio_transport() as (read_stream, write_stream), anyio.create_task_group() as tg:
+        tg.start_soon(_stop_on_signals, tg.cancel_scope.cancel)
+        await lowlevel.run(read_stream, write_stream, options)
+        tg.cancel_scope.cancel()
+
+
+async def _stop_on_signals(stop: Callable[[], None]) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            logger.info("received %s, shutting down", signal.Signals(signum).name)
+            stop()
+            return

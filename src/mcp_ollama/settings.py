@@ -1,0 +1,271 @@
+"""Configuration: one frozen ``Settings`` built at the edge, and the only reader of ``os.environ``.
+
+Each setting comes from a command-line flag, else an environment variable, else its default.
+``SETTINGS_SPEC`` lists them once; ``cli.py`` turns it into ``--help`` and ``README.md``'s
+configuration table says the same.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+
+DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
+DEFAULT_MODEL = "llama3:8b"
+DEFAULT_CONTEXT_TOKENS = 4096
+"""Ollama's own default context window when a request sets no ``num_ctx``."""
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """A flag or environment variable has a value we cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know, fixed for the life of the process."""
+
+    ollama_url: str = DEFAULT_OLLAMA_URL
+    """Base URL of Ollama's REST API, normalised from ``OLLAMA_HOST``."""
+    model: str = DEFAULT_MODEL
+    """Model used when a ``chat`` call names none."""
+    system_prompt: str | None = None
+    """Replacement for the built-in system prompt text; ``None`` keeps the default."""
+    history_turns: int = 8
+    """How many earlier turns (user + assistant pairs) are sent with each message."""
+    db_path: str = field(default_factory=lambda: str(default_db_path()))
+    """SQLite file holding sessions, or ``:memory:``."""
+    connect_timeout: float = 5.0
+    """Seconds to wait for Ollama to accept a connection."""
+    generation_timeout: float = 300.0
+    """Seconds Ollama may stay silent (loading the model, or between tokens) before we give up."""
+    keep_alive: str | None = None
+    """How long Ollama keeps the model loaded after a call (``5m``, ``1h``, ``-1``); ``None``: its default."""
+    num_ctx: int | None = None
+    """Context window to request from Ollama; ``None`` lets Ollama choose (and budgets for 4096)."""
+    max_message_chars: int = 200_000
+    """Largest ``message`` accepted by ``chat``, in characters."""
+    progress_interval: float = 0.1
+    """Smallest gap in seconds between two progress notifications of one call."""
+    log_level: str = "WARNING"
+    """Threshold for the server's own log on stderr."""
+
+    @property
+    def context_tokens(self) -> int:
+        """The context window the history is trimmed to fit when a call sets no ``num_ctx``."""
+        return self.num_ctx or DEFAULT_CONTEXT_TOKENS
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One configurable setting: its flag, environment variable, and help text."""
+
+    name: str
+    flag: str
+    env: str
+    help: str
+    metavar: str = "VALUE"
+
+
+SETTINGS_SPEC: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "ollama_url",
+        "--ollama-host",
+        "OLLAMA_HOST",
+        "Ollama's address, in Ollama's own forms (host, host:port, :port, URL). Default 127.0.0.1:11434.",
+        "HOST",
+    ),
+    SettingSpec("model", "--model", "MCP_OLLAMA_MODEL", f"Default model. Default {DEFAULT_MODEL}.", "NAME"),
+    SettingSpec(
+        "system_prompt",
+        "--system-prompt",
+        "MCP_OLLAMA_SYSTEM_PROMPT",
+        "Replace the built-in system prompt with this text.",
+        "TEXT",
+    ),
+    SettingSpec(
+        "system_prompt_file",
+        "--system-prompt-file",
+        "MCP_OLLAMA_SYSTEM_PROMPT_FILE",
+        "Replace the built-in system prompt with this file's contents (UTF-8).",
+        "PATH",
+    ),
+    SettingSpec(
+        "history_turns",
+        "--history-turns",
+        "MCP_OLLAMA_HISTORY_TURNS",
+        "Earlier turns sent with each message (then trimmed to fit the context). Default 8.",
+        "N",
+    ),
+    SettingSpec(
+        "db_path",
+        "--db",
+        "MCP_OLLAMA_DB",
+        "SQLite file for sessions, or :memory:. Default: sessions.sqlite3 in the user data directory.",
+        "PATH",
+    ),
+    SettingSpec(
+        "connect_timeout",
+        "--connect-timeout",
+        "MCP_OLLAMA_CONNECT_TIMEOUT",
+        "Seconds to wait for Ollama to accept a connection. Default 5.",
+        "SECONDS",
+    ),
+    SettingSpec(
+        "generation_timeout",
+        "--generation-timeout",
+        "MCP_OLLAMA_GENERATION_TIMEOUT",
+        "Seconds Ollama may stay silent (model loading, between tokens) before a call fails. Default 300.",
+        "SECONDS",
+    ),
+    SettingSpec(
+        "keep_alive",
+        "--keep-alive",
+        "MCP_OLLAMA_KEEP_ALIVE",
+        "How long Ollama keeps the model loaded after a call (5m, 1h, -1 = forever). Default: Ollama's.",
+        "DURATION",
+    ),
+    SettingSpec(
+        "num_ctx",
+        "--num-ctx",
+        "MCP_OLLAMA_NUM_CTX",
+        "Context window (tokens) to request from Ollama. Default: Ollama's own (history budgeted for 4096).",
+        "TOKENS",
+    ),
+    SettingSpec(
+        "max_message_chars",
+        "--max-message-chars",
+        "MCP_OLLAMA_MAX_MESSAGE_CHARS",
+        "Largest message chat accepts, in characters. Default 200000.",
+        "N",
+    ),
+    SettingSpec(
+        "log_level",
+        "--log-level",
+        "MCP_OLLAMA_LOG_LEVEL",
+        "Level of the server's log on stderr: DEBUG, INFO, WARNING, ERROR. Default WARNING.",
+        "LEVEL",
+    ),
+)
+
+
+def default_db_path() -> Path:
+    """``sessions.sqlite3`` in the platform's user data directory for mcp-ollama."""
+    return Path(platformdirs.user_data_dir("mcp-ollama", appauthor=False)) / "sessions.sqlite3"
+
+
+def parse_ollama_host(value: str | None) -> str:
+    """Normalise an ``OLLAMA_HOST`` value to a base URL, the way Ollama's own CLI reads it.
+
+    Unset means ``http://127.0.0.1:11434``. Accepted: ``host``, ``host:port``, ``:port``,
+    ``[::1]:port`` and full URLs; a URL without a port gets its scheme's port (80 or 443),
+    a bare host gets 11434. Bind-all addresses (``0.0.0.0``, ``::``) become loopback,
+    since they name no host to connect to.
+    """
+    text = (value or "").strip()
+    if not text:
+        return DEFAULT_OLLAMA_URL
+    scheme, sep, rest = text.partition("://")
+    default_port = 11434
+    if not sep:
+        scheme, rest = "http", text
+    elif scheme == "http":
+        default_port = 80
+    elif scheme == "https":
+        default_port = 443
+    else:
+        raise SettingsError(f"OLLAMA_HOST {value!r}: only http:// and https:// are supported")
+    hostport, _, path = rest.partition("/")
+    if _is_ip(hostport.strip("[]")):
+        host, port = hostport.strip("[]"), default_port
+    else:
+        try:
+            parts = urlsplit(f"//{hostport}")
+            host = parts.hostname or "127.0.0.1"
+            port = parts.port if parts.port is not None else default_port
+        except ValueError as exc:
+            raise SettingsError(f"OLLAMA_HOST {value!r} is not a host, host:port or URL") from exc
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if _is_ip(host) and ipaddress.ip_address(host).version == 6:
+        host = f"[{host}]"
+    path = f"/{path}".rstrip("/") if path else ""
+    return f"{scheme}://{host}:{port}{path}"
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _positive_number(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        number = kind(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {raw!r} is not a {kind.__name__}") from exc
+    if number <= 0:
+        raise SettingsError(f"{name}: must be greater than 0, got {raw!r}")
+    return number
+
+
+def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str] | None = None) -> Settings:
+    """Build ``Settings`` from flag values (by setting name; ``None`` = not given) over the environment.
+
+    Raises ``SettingsError`` naming the flag or variable whose value is unusable.
+    """
+    env = os.environ if environ is None else environ
+    raw: dict[str, str] = {}
+    for spec in SETTINGS_SPEC:
+        given = flags.get(spec.name)
+        if given is None:
+            given = env.get(spec.env) or None
+        if given is not None:
+            raw[spec.name] = given
+    names = {spec.name: f"{spec.flag} / {spec.env}" for spec in SETTINGS_SPEC}
+    values: dict[str, Any] = {"ollama_url": parse_ollama_host(raw.get("ollama_url"))}
+    if "model" in raw:
+        values["model"] = raw["model"].strip()
+    if "system_prompt" in raw and "system_prompt_file" in raw:
+        raise SettingsError("give the system prompt as text or as a file, not both")
+    if "system_prompt_file" in raw:
+        path = Path(raw["system_prompt_file"]).expanduser()
+        try:
+            values["system_prompt"] = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(f"{names['system_prompt_file']}: cannot read {path}: {exc.strerror}") from exc
+    elif "system_prompt" in raw:
+        values["system_prompt"] = raw["system_prompt"].strip()
+    if values.get("system_prompt") == "":
+        raise SettingsError("the system prompt given is empty")
+    for name in ("history_turns", "num_ctx", "max_message_chars"):
+        if name in raw:
+            values[name] = _positive_number(names[name], raw[name], int)
+    for name in ("connect_timeout", "generation_timeout"):
+        if name in raw:
+            values[name] = _positive_number(names[name], raw[name], float)
+    if "db_path" in raw:
+        db = raw["db_path"]
+        values["db_path"] = db if db == ":memory:" else str(Path(db).expanduser())
+    if "keep_alive" in raw:
+        values["keep_alive"] = raw["keep_alive"].strip()
+    if "log_level" in raw:
+        level = raw["log_level"].strip().upper()
+        if level not in LOG_LEVELS:
+            raise SettingsError(
+                f"{names['log_level']}: {raw['log_level']!r} is not one of {', '.join(LOG_LEVELS)}"
+            )
+        values["log_level"] = level
+    return Settings(**values)

@@ -1,0 +1,507 @@
+"""Chat sessions and their messages, kept in one SQLite file.
+
+This module owns the database: its schema and append-only migrations, the session-id
+rules, and every query. A session is created by its first turn; each turn is a user
+message and an assistant message written together in one transaction, so a session
+never holds half a turn. Nothing here knows about MCP, HTTP or Ollama.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from mcp_ollama.errors import InvalidSessionId, SessionNotFound
+
+__all__ = [
+    "SESSION_ID_PATTERN",
+    "ChatStore",
+    "SessionInfo",
+    "StoredMessage",
+    "derive_title",
+    "new_session_id",
+    "validate_session_id",
+]
+
+SESSION_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+_SESSION_ID_RE = re.compile(SESSION_ID_PATTERN)
+# Every character a valid id may contain sorts below this one (the largest is "z"),
+# so ids starting with p are exactly those in the range [p, p + _ABOVE_ID_CHARS).
+_ABOVE_ID_CHARS = "\x7f"
+
+TITLE_MAX_CHARS = 60
+
+# Fixed width, UTC, microseconds: these strings sort the same way the instants do.
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def validate_session_id(value: str) -> str:
+    """Return ``value`` if it is a well-formed session id, else raise ``InvalidSessionId``.
+
+    Ids are 1-64 characters from ASCII letters, digits, ``-`` and ``_``: nothing that
+    could act as a path separator, a parent reference, a NUL or SQL syntax.
+    """
+    if not isinstance(value, str):
+        raise InvalidSessionId(repr(value))
+    if _SESSION_ID_RE.fullmatch(value) is None:
+        raise InvalidSessionId(value)
+    return value
+
+
+def new_session_id() -> str:
+    """A fresh random session id (32 lowercase hex digits)."""
+    return uuid.uuid4().hex
+
+
+def derive_title(user_message: str) -> str:
+    """A session's title: its first user message, whitespace collapsed, at most 60 characters."""
+    text = " ".join(user_message.split())
+    if len(text) <= TITLE_MAX_CHARS:
+        return text
+    return text[: TITLE_MAX_CHARS - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One message of a stored transcript."""
+
+    role: str
+    """``"user"`` or ``"assistant"``."""
+    content: str
+    created_at: datetime
+    """When the message was stored (timezone-aware, UTC)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A session's summary, without its messages."""
+
+    id: str
+    title: str
+    """The first user message, shortened; empty after ``clear_session`` until the next turn."""
+    model: str
+    """The model that answered the most recent turn."""
+    created_at: datetime
+    updated_at: datetime
+    """The last time a turn was added or the session was cleared."""
+    turn_count: int
+    message_count: int
+
+
+def _now() -> str:
+    return _format_time(datetime.now(UTC))
+
+
+def _format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+# --- migrations -------------------------------------------------------------------------
+# Append-only. A migration that has shipped is never edited or removed: databases in the
+# wild have recorded its name in _migrations and will not run it again. Fix mistakes with
+# a new migration. Each runs in its own transaction (SQLite DDL is transactional).
+
+
+def m001_create_sessions_and_messages(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            model TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            turn_count INTEGER NOT NULL DEFAULT 0 CHECK (turn_count >= 0)
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            turn INTEGER NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            meta TEXT /* JSON: model, token counts, timings */
+        )
+        """
+    )
+    # Serves the transcript reads, the "last N turns" window (a reverse scan) and the
+    # ON DELETE CASCADE lookup.
+    conn.execute("CREATE INDEX idx_messages_session_id ON messages(session_id, id)")
+    # Serves list_sessions' keyset pagination and session_ids' newest-first order.
+    conn.execute("CREATE INDEX idx_sessions_updated_at ON sessions(updated_at DESC, id DESC)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_create_sessions_and_messages,)
+
+
+# --- the store --------------------------------------------------------------------------
+
+_SESSION_COLUMNS = """
+    s.id, s.title, s.model, s.created_at, s.updated_at, s.turn_count,
+    (SELECT count(*) FROM messages AS m WHERE m.session_id = s.id)
+"""
+
+_Row = tuple[Any, ...]
+
+
+def _session_from_row(row: _Row) -> SessionInfo:
+    return SessionInfo(
+        id=row[0],
+        title=row[1],
+        model=row[2],
+        created_at=_parse_time(row[3]),
+        updated_at=_parse_time(row[4]),
+        turn_count=int(row[5]),
+        message_count=int(row[6]),
+    )
+
+
+def _message_from_row(row: _Row) -> StoredMessage:
+    return StoredMessage(role=row[0], content=row[1], created_at=_parse_time(row[2]))
+
+
+def _encode_cursor(updated_at: str, session_id: str) -> str:
+    raw = json.dumps([updated_at, session_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        if not isinstance(cursor, str) or not cursor.isascii():
+            raise ValueError
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        decoded = json.loads(raw)
+        if not (isinstance(decoded, list) and len(decoded) == 2):
+            raise ValueError
+        updated_at, session_id = decoded
+        if not isinstance(updated_at, str):
+            raise ValueError
+        _parse_time(updated_at)
+        validate_session_id(session_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError, InvalidSessionId):
+        raise ValueError("invalid cursor") from None
+    return updated_at, session_id
+
+
+class ChatStore:
+    """Chat sessions in SQLite. Make one with ``ChatStore.open(path)``; close it when done.
+
+    Every method takes the store's lock, so one store may be shared between threads.
+    Several processes may open the same file: writes are serialised by SQLite's own
+    locking (``BEGIN IMMEDIATE`` plus a busy timeout).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        """Wrap an open, migrated connection. Use ``ChatStore.open`` instead."""
+        self._conn = conn
+        self._lock = threading.Lock()
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> ChatStore:
+        """Open (creating if needed) the database at ``path`` and bring its schema up to date.
+
+        ``":memory:"`` gives a private, throwaway database. A new file and any directories
+        created for it are readable by their owner only; an existing file keeps its mode.
+        """
+        path_text = os.fspath(path)
+        if path_text == ":memory:":
+            conn = cls._connect(path_text)
+        else:
+            # umask is process-wide: another thread creating files during this window
+            # would also get owner-only modes, which errs on the safe side.
+            previous_umask = os.umask(0o077)
+            try:
+                Path(path_text).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                # Create the file ourselves so it is 0600 before SQLite writes a byte.
+                # SQLite gives the -wal and -shm files it makes the database file's mode.
+                fd = os.open(path_text, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                os.close(fd)
+                conn = cls._connect(path_text)
+            finally:
+                os.umask(previous_umask)
+        return cls(conn, path_text)
+
+    @staticmethod
+    def _connect(path: str) -> sqlite3.Connection:
+        # isolation_level=None: the sqlite3 module never opens transactions behind our
+        # back; we say BEGIN IMMEDIATE / COMMIT ourselves. check_same_thread=False because
+        # the store's own lock serialises use across threads.
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            # busy_timeout first, so the journal-mode switch and migrations wait for
+            # another process instead of failing with "database is locked".
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode, synchronous=NORMAL never corrupts the database and never loses
+            # a committed transaction when the process crashes; only a power loss or OS
+            # crash may roll back the last few commits. That is the right trade for chat.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            _migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def close(self) -> None:
+        """Close the database. Safe to call twice."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """Hold the lock and run the block in one transaction; roll back if it raises."""
+        with self._lock:
+            conn = self._conn
+            conn.execute(begin)
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # --- reads ----------------------------------------------------------------------
+
+    def get_session(self, session_id: str) -> SessionInfo | None:
+        """The session's summary, or None if there is no such session."""
+        validate_session_id(session_id)
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions AS s WHERE s.id = ?", (session_id,)
+            ).fetchone()
+        return None if row is None else _session_from_row(row)
+
+    def list_sessions(
+        self, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[SessionInfo], str | None]:
+        """One page of sessions, most recently active first, and the cursor for the next page.
+
+        The cursor is opaque; pass back what the previous call returned. It is None when
+        there are no more sessions. Sessions created between pages show up only on a new
+        first page; a session updated between pages may move to an earlier page.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        query = f"SELECT {_SESSION_COLUMNS} FROM sessions AS s"
+        params: tuple[object, ...] = ()
+        if cursor is not None:
+            # Keyset pagination: seek straight to the last row seen in the index,
+            # so page 1000 costs the same as page 1 (OFFSET would scan the skipped rows).
+            query += " WHERE (s.updated_at, s.id) < (?, ?)"
+            params = _decode_cursor(cursor)
+        query += " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(query, (*params, limit + 1)).fetchall()
+        sessions = [_session_from_row(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = _encode_cursor(str(last[4]), str(last[0]))
+        return sessions, next_cursor
+
+    def recent_messages(self, session_id: str, max_turns: int) -> list[StoredMessage]:
+        """The last ``max_turns`` turns in chronological order; empty for an unknown session."""
+        validate_session_id(session_id)
+        if max_turns < 0:
+            raise ValueError("max_turns must not be negative")
+        if max_turns == 0:
+            return []  # LIMIT 0 would do, but a negative LIMIT means "no limit" in SQLite
+        # Every turn is exactly two messages (written in one transaction), so the last
+        # 2 * max_turns rows are the last max_turns turns. Read backwards along the index.
+        with self._lock:
+            rows = self._conn.execute(
+                """
+                SELECT role, content, created_at FROM (
+                    SELECT id, role, content, created_at FROM messages
+                    WHERE session_id = ? ORDER BY id DESC LIMIT ?
+                ) ORDER BY id
+                """,
+                (session_id, 2 * max_turns),
+            ).fetchall()
+        return [_message_from_row(row) for row in rows]
+
+    def messages(self, session_id: str) -> list[StoredMessage]:
+        """The whole transcript in chronological order.
+
+        Raises ``SessionNotFound`` if there is no such session (a cleared session is
+        found, with no messages).
+        """
+        validate_session_id(session_id)
+        with self._transaction("BEGIN") as conn:
+            exists = conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            rows = conn.execute(
+                "SELECT role, content, created_at FROM messages WHERE session_id = ? ORDER BY id",
+                (session_id,),
+            ).fetchall()
+        if exists is None:
+            raise SessionNotFound(session_id)
+        return [_message_from_row(row) for row in rows]
+
+    def session_ids(self, prefix: str = "", limit: int = 100) -> list[str]:
+        """Ids starting with ``prefix`` (matched literally), most recently active first."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if prefix == "":
+            query = "SELECT id FROM sessions ORDER BY updated_at DESC, id DESC LIMIT ?"
+            params: tuple[object, ...] = (limit,)
+        else:
+            if not isinstance(prefix, str) or _SESSION_ID_RE.fullmatch(prefix) is None:
+                return []  # no valid id can start with it
+            # A range on the primary key, not LIKE: no wildcards to escape, and
+            # case-sensitive like the ids themselves.
+            query = (
+                "SELECT id FROM sessions WHERE id >= ? AND id < ? ORDER BY updated_at DESC, id DESC LIMIT ?"
+            )
+            params = (prefix, prefix + _ABOVE_ID_CHARS, limit)
+        with self._lock:
+            rows = self._conn.execute(query, params).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def count_sessions(self) -> int:
+        """How many sessions are stored."""
+        with self._lock:
+            row = self._conn.execute("SELECT count(*) FROM sessions").fetchone()
+        return int(row[0])
+
+    # --- writes ---------------------------------------------------------------------
+
+    def append_turn(
+        self,
+        session_id: str,
+        *,
+        model: str,
+        user: str,
+        assistant: str,
+        meta: Mapping[str, object] | None = None,
+    ) -> bool:
+        """Store one turn (the user's message and the answer) atomically.
+
+        Creates the session if it does not exist, titled after ``user``. ``meta`` (token
+        counts, timings) is stored as JSON with the assistant message, along with
+        ``model``. Returns True if this call created the session. Either the whole turn
+        is written or, if anything fails, nothing is.
+        """
+        validate_session_id(session_id)
+        # Serialise before the transaction: a value JSON cannot hold fails here, early.
+        meta_json = json.dumps({"model": model, **(meta or {})}, ensure_ascii=False)
+        now = _now()
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT turn_count, title FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            created = row is None
+            if created:
+                conn.execute(
+                    "INSERT INTO sessions (id, title, model, created_at, updated_at, turn_count)"
+                    " VALUES (?, ?, ?, ?, ?, 0)",
+                    (session_id, derive_title(user), model, now, now),
+                )
+                turn = 1
+            else:
+                turn = int(row[0]) + 1
+            self._insert_message(conn, session_id, turn, "user", user, now, None)
+            self._insert_message(conn, session_id, turn, "assistant", assistant, now, meta_json)
+            conn.execute(
+                """
+                UPDATE sessions
+                SET turn_count = ?, updated_at = ?, model = ?,
+                    title = CASE WHEN title = '' THEN ? ELSE title END
+                WHERE id = ?
+                """,
+                (turn, now, model, derive_title(user), session_id),
+            )
+        return created
+
+    @staticmethod
+    def _insert_message(
+        conn: sqlite3.Connection,
+        session_id: str,
+        turn: int,
+        role: str,
+        content: str,
+        created_at: str,
+        meta_json: str | None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO messages (session_id, turn, role, content, created_at, meta)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (session_id, turn, role, content, created_at, meta_json),
+        )
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete the session and its messages. False if there was no such session."""
+        validate_session_id(session_id)
+        with self._transaction() as conn:
+            cur = conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        return cur.rowcount > 0
+
+    def clear_session(self, session_id: str) -> bool:
+        """Drop the session's messages but keep the session. False if there was no such session.
+
+        The turn count goes back to 0 and the title is emptied; the next turn titles it anew.
+        """
+        validate_session_id(session_id)
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE sessions SET turn_count = 0, title = '', updated_at = ? WHERE id = ?",
+                (_now(), session_id),
+            )
+            if cur.rowcount == 0:
+                return False
+            conn.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
+        return True
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply, in order, every migration not yet recorded in ``_migrations``."""
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for migration in MIGRATIONS:
+        name = migration.__name__
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Checked inside the write transaction: another process opening the same
+            # new file at the same moment waits here, then sees the migration as done.
+            done = conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone()
+            if done is None:
+                migration(conn)
+                conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, _now()))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise

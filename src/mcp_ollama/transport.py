@@ -1,0 +1,144 @@
+"""MCP over this process's stdin and stdout, answering what the SDK's stdio transport drops.
+
+Like the SDK's ``stdio_server`` it yields the two memory streams ``Server.run`` takes, and
+while serving points fd 1 at stderr (and ``sys.stdout`` too), so a stray ``print`` in any
+library can never corrupt the JSON-RPC stream. Unlike it:
+
+- a line that is not JSON gets a -32700 error response, and one that is JSON but no valid
+  JSON-RPC message gets -32600 (with the request's id when it has a usable one); the SDK
+  drops both silently;
+- stdin is read in a daemon thread, so SIGTERM can end the process without waiting for
+  the client to close its end of the pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any, BinaryIO
+
+import anyio
+import anyio.to_thread
+from anyio.from_thread import BlockingPortal
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.shared.message import SessionMessage
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, jsonrpc_message_adapter
+from pydantic import ValidationError
+
+ReadStream = MemoryObjectReceiveStream[SessionMessage | Exception]
+WriteStream = MemoryObjectSendStream[SessionMessage]
+
+
+def _usable_id(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def classify_line(line: bytes) -> SessionMessage | JSONRPCError | None:
+    """A parsed message, the error response a bad line deserves, or ``None`` to drop it silently.
+
+    Drops only what JSON-RPC says gets no answer: blank lines, and malformed notifications
+    (a ``method`` with no ``id``).
+    """
+    if not line.strip():
+        return None
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        return _error(None, PARSE_ERROR, "Parse error: the line is not valid JSON")
+    if not isinstance(data, dict):
+        kind = "batches are not supported" if isinstance(data, list) else "a message must be a JSON object"
+        return _error(None, INVALID_REQUEST, f"Invalid Request: {kind}")
+    has_id = "id" in data
+    if "method" in data and has_id and not _usable_id(data["id"]):
+        return _error(None, INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
+    try:
+        return SessionMessage(jsonrpc_message_adapter.validate_python(data, by_name=False))
+    except (ValidationError, RecursionError):
+        if "method" in data and not has_id:
+            return None
+        request_id = data["id"] if has_id and _usable_id(data["id"]) and "method" in data else None
+        return _error(request_id, INVALID_REQUEST, "Invalid Request: not a valid JSON-RPC 2.0 message")
+
+
+def _error(request_id: str | int | None, code: int, message: str) -> JSONRPCError:
+    return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message))
+
+
+def _encode(message: SessionMessage | JSONRPCError) -> bytes:
+    if isinstance(message, JSONRPCError):
+        text = message.model_dump_json(by_alias=True)
+    else:
+        text = message.message.model_dump_json(by_alias=True, exclude_unset=True)
+    return text.encode() + b"\n"
+
+
+@asynccontextmanager
+async def stdio_transport(
+    stdin: BinaryIO | None = None, stdout: BinaryIO | None = None
+) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
+    """Serve the process's stdin/stdout (or the given binary files) as MCP streams."""
+    restore: list[tuple[int, int]] = []
+    saved_sys_stdout = sys.stdout
+    if stdin is None:
+        stdin = os.fdopen(os.dup(0), "rb", buffering=0)
+        _divert(0, os.open(os.devnull, os.O_RDONLY), restore)
+    if stdout is None:
+        stdout = os.fdopen(os.dup(1), "wb", buffering=0)
+        _divert(1, os.dup(2), restore)
+        sys.stdout = sys.stderr
+    reader_in, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    write_stream, writer_out = anyio.create_memory_object_stream[SessionMessage](0)
+    write_lock = anyio.Lock()
+    out = stdout
+
+    async def write(message: SessionMessage | JSONRPCError) -> None:
+        data = _encode(message)
+        async with write_lock:
+            await anyio.to_thread.run_sync(out.write, data)
+
+    def read_stdin(portal: BlockingPortal) -> None:
+        # A daemon thread, not an anyio worker: a worker blocked in readline() would keep the
+        # interpreter from exiting after SIGTERM until the client closes the pipe.
+        try:
+            for line in iter(stdin.readline, b""):
+                parsed = classify_line(line)
+                if isinstance(parsed, SessionMessage):
+                    portal.call(reader_in.send, parsed)
+                elif parsed is not None:
+                    portal.call(write, parsed)
+            portal.call(reader_in.aclose)
+        except (RuntimeError, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError, ValueError):
+            pass  # the server is shutting down, or stdin is gone: nothing left to deliver
+
+    async def write_stdout() -> None:
+        async with writer_out:
+            async for message in writer_out:
+                await write(message)
+
+    try:
+        async with BlockingPortal() as portal, anyio.create_task_group() as tg:
+            threading.Thread(target=read_stdin, args=(portal,), name="mcp-stdin", daemon=True).start()
+            tg.start_soon(write_stdout)
+            try:
+                yield read_stream, write_stream
+            finally:
+                tg.cancel_scope.cancel()
+                # A line the reader thread is still handing over is dropped: the server is done.
+                await portal.stop(cancel_remaining=True)
+    finally:
+        sys.stdout = saved_sys_stdout
+        for fd, saved in reversed(restore):
+            with suppress(OSError):
+                os.dup2(saved, fd)
+                os.close(saved)
+
+
+def _divert(fd: int, replacement: int, restore: list[tuple[int, int]]) -> None:
+    """Point ``fd`` at ``replacement``, remembering how to put it back."""
+    restore.append((fd, os.dup(fd)))
+    os.dup2(replacement, fd)
+    os.close(replacement)

@@ -1,0 +1,628 @@
+"""ChatStore against real SQLite files in a temporary directory."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcp_ollama import store as store_module
+from mcp_ollama.errors import InvalidSessionId, SessionNotFound
+from mcp_ollama.store import (
+    ChatStore,
+    derive_title,
+    new_session_id,
+    validate_session_id,
+)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "chat.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[ChatStore]:
+    with ChatStore.open(db_path) as opened:
+        yield opened
+
+
+def raw(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on a separate connection, the way an outside reader would."""
+    with closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute(sql, params).fetchall()
+        conn.commit()
+    return rows
+
+
+def add_turns(store: ChatStore, session_id: str, count: int, start: int = 1) -> None:
+    for n in range(start, start + count):
+        store.append_turn(session_id, model="m", user=f"u{n}", assistant=f"a{n}")
+
+
+# --- schema and migrations --------------------------------------------------------------
+
+
+def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: Path) -> None:
+    tables = raw(db_path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    assert [t for (t,) in tables] == ["_migrations", "messages", "sessions", "sqlite_sequence"]
+
+    def columns(table: str) -> list[tuple[Any, ...]]:
+        # (name, type, notnull, default, pk)
+        return [row[1:] for row in raw(db_path, f"PRAGMA table_info({table})")]
+
+    assert columns("sessions") == [
+        ("id", "TEXT", 0, None, 1),
+        ("title", "TEXT", 1, None, 0),
+        ("model", "TEXT", 1, None, 0),
+        ("created_at", "TEXT", 1, None, 0),
+        ("updated_at", "TEXT", 1, None, 0),
+        ("turn_count", "INTEGER", 1, "0", 0),
+    ]
+    assert columns("messages") == [
+        ("id", "INTEGER", 0, None, 1),
+        ("session_id", "TEXT", 1, None, 0),
+        ("turn", "INTEGER", 1, None, 0),
+        ("role", "TEXT", 1, None, 0),
+        ("content", "TEXT", 1, None, 0),
+        ("created_at", "TEXT", 1, None, 0),
+        ("meta", "TEXT", 0, None, 0),
+    ]
+    assert columns("_migrations") == [
+        ("name", "TEXT", 0, None, 1),
+        ("applied_at", "TEXT", 1, None, 0),
+    ]
+
+    indexes = raw(
+        db_path,
+        "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
+    )
+    assert indexes == [
+        ("idx_messages_session_id", "messages"),
+        ("idx_sessions_updated_at", "sessions"),
+    ]
+
+    def index_key(index: str) -> list[tuple[str, int]]:
+        # (column, descending) for the key columns only
+        return [(row[2], row[3]) for row in raw(db_path, f"PRAGMA index_xinfo({index})") if row[5]]
+
+    assert index_key("idx_messages_session_id") == [("session_id", 0), ("id", 0)]
+    assert index_key("idx_sessions_updated_at") == [("updated_at", 1), ("id", 1)]
+
+    foreign_keys = raw(db_path, "PRAGMA foreign_key_list(messages)")
+    # (table, from, to, on_update, on_delete)
+    assert [(fk[2], fk[3], fk[4], fk[5], fk[6]) for fk in foreign_keys] == [
+        ("sessions", "session_id", "id", "NO ACTION", "CASCADE")
+    ]
+
+    migrations = raw(db_path, "SELECT name FROM _migrations ORDER BY name")
+    assert migrations == [("m001_create_sessions_and_messages",)]
+    assert [m.__name__ for m in store_module.MIGRATIONS] == ["m001_create_sessions_and_messages"]
+
+
+def test_reopening_keeps_data_and_does_not_rerun_migrations(db_path: Path) -> None:
+    with ChatStore.open(db_path) as first:
+        first.append_turn("s1", model="m", user="hello", assistant="hi")
+    applied_before = raw(db_path, "SELECT name, applied_at FROM _migrations")
+
+    with ChatStore.open(db_path) as second:
+        assert [(m.role, m.content) for m in second.messages("s1")] == [
+            ("user", "hello"),
+            ("assistant", "hi"),
+        ]
+        assert second.append_turn("s1", model="m", user="again", assistant="yes") is False
+
+    assert raw(db_path, "SELECT name, applied_at FROM _migrations") == applied_before
+
+
+def test_a_newly_added_migration_runs_once_on_the_next_open(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ChatStore.open(db_path) as first:
+        first.append_turn("s1", model="m", user="hello", assistant="hi")
+
+    calls: list[str] = []
+
+    def m002_add_pinned(conn: sqlite3.Connection) -> None:
+        calls.append("m002")
+        conn.execute("ALTER TABLE sessions ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0")
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m002_add_pinned))
+    with ChatStore.open(db_path) as second:
+        assert second.get_session("s1") is not None
+    with ChatStore.open(db_path):
+        pass
+
+    assert calls == ["m002"]
+    names = raw(db_path, "SELECT name FROM _migrations ORDER BY name")
+    assert names == [("m001_create_sessions_and_messages",), ("m002_add_pinned",)]
+
+
+def test_a_failing_migration_leaves_no_trace(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ChatStore.open(db_path):
+        pass
+
+    def m002_broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half_done (x INTEGER)")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m002_broken))
+    with pytest.raises(RuntimeError, match="boom"):
+        ChatStore.open(db_path)
+
+    assert raw(db_path, "SELECT name FROM sqlite_master WHERE name = 'half_done'") == []
+    assert raw(db_path, "SELECT name FROM _migrations") == [("m001_create_sessions_and_messages",)]
+
+
+# --- the file on disk -------------------------------------------------------------------
+
+
+def test_file_database_uses_wal_journal(store: ChatStore, db_path: Path) -> None:
+    store.append_turn("s1", model="m", user="hello", assistant="hi")
+    assert raw(db_path, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_new_file_and_its_directories_are_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "mcp-ollama" / "chat.db"
+    previous = os.umask(0o022)  # what a typical shell would give: files 0644, dirs 0755
+    try:
+        with ChatStore.open(path) as opened:
+            opened.append_turn("s1", model="m", user="secret", assistant="noted")
+            side_files = [Path(f"{path}-wal"), Path(f"{path}-shm")]
+            assert all(p.exists() for p in side_files)
+            for p in [path, *side_files]:
+                assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+        assert os.umask(0o022) == 0o022  # open() put the process umask back
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
+
+
+def test_existing_file_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    path.touch()
+    path.chmod(0o640)
+    with ChatStore.open(path) as opened:
+        opened.append_turn("s1", model="m", user="hello", assistant="hi")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_memory_database_works_and_touches_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with ChatStore.open(":memory:") as memory:
+        assert memory.append_turn("s1", model="m", user="hello", assistant="hi") is True
+        assert [m.content for m in memory.messages("s1")] == ["hello", "hi"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_closed_store_refuses_work_and_close_twice_is_harmless(db_path: Path) -> None:
+    opened = ChatStore.open(db_path)
+    opened.close()
+    opened.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        opened.count_sessions()
+
+
+# --- turns ------------------------------------------------------------------------------
+
+
+def test_append_turn_creates_the_session_then_appends(store: ChatStore, db_path: Path) -> None:
+    assert store.append_turn("s1", model="llama3", user="  Hello\n there ", assistant="Hi!") is True
+    assert store.append_turn(
+        "s1", model="qwen3", user="More?", assistant="Sure.", meta={"eval_count": 7}
+    ) is (False)
+
+    info = store.get_session("s1")
+    assert info is not None
+    assert (info.id, info.title, info.model, info.turn_count, info.message_count) == (
+        "s1",
+        "Hello there",
+        "qwen3",
+        2,
+        4,
+    )
+    assert info.created_at.tzinfo is UTC
+    assert info.created_at <= info.updated_at
+
+    transcript = store.messages("s1")
+    assert [(m.role, m.content) for m in transcript] == [
+        ("user", "  Hello\n there "),
+        ("assistant", "Hi!"),
+        ("user", "More?"),
+        ("assistant", "Sure."),
+    ]
+    assert all(m.created_at.tzinfo is UTC for m in transcript)
+
+    rows = raw(db_path, "SELECT turn, role, meta FROM messages ORDER BY id")
+    assert [(turn, role) for turn, role, _ in rows] == [
+        (1, "user"),
+        (1, "assistant"),
+        (2, "user"),
+        (2, "assistant"),
+    ]
+    assert [None if meta is None else json.loads(meta) for _, _, meta in rows] == [
+        None,
+        {"model": "llama3"},
+        None,
+        {"model": "qwen3", "eval_count": 7},
+    ]
+
+
+def test_failed_insert_in_append_turn_writes_nothing(
+    store: ChatStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_turns(store, "old", 1)
+    before_old = store.get_session("old")
+    before_rows = raw(db_path, "SELECT * FROM messages ORDER BY id")
+
+    real_insert = ChatStore._insert_message
+
+    def insert_then_break(
+        conn: sqlite3.Connection, session_id: str, turn: int, role: str, *rest: Any
+    ) -> None:
+        # The assistant message violates the role CHECK after the user message went in.
+        real_insert(conn, session_id, turn, "system" if role == "assistant" else role, *rest)
+
+    monkeypatch.setattr(ChatStore, "_insert_message", staticmethod(insert_then_break))
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        store.append_turn("new", model="m", user="hello", assistant="hi")
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        store.append_turn("old", model="other", user="hello", assistant="hi")
+    monkeypatch.undo()
+
+    assert store.get_session("new") is None
+    assert store.get_session("old") == before_old
+    assert raw(db_path, "SELECT * FROM messages ORDER BY id") == before_rows
+    assert store.count_sessions() == 1
+    # No transaction was left open: the store keeps working.
+    assert store.append_turn("new", model="m", user="hello", assistant="hi") is True
+
+
+def test_meta_that_is_not_json_fails_before_anything_is_written(store: ChatStore) -> None:
+    with pytest.raises(TypeError):
+        store.append_turn("s1", model="m", user="hello", assistant="hi", meta={"bad": object()})
+    assert store.get_session("s1") is None
+
+
+def test_concurrent_threads_get_distinct_consecutive_turns(store: ChatStore) -> None:
+    def worker(name: str) -> None:
+        for n in range(25):
+            store.append_turn("shared", model="m", user=f"{name}-{n}", assistant=f"{name}-{n}")
+
+    threads = [threading.Thread(target=worker, args=(f"t{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    info = store.get_session("shared")
+    assert info is not None
+    assert (info.turn_count, info.message_count) == (100, 200)
+    transcript = store.messages("shared")
+    pairs = list(zip(transcript[::2], transcript[1::2], strict=True))
+    assert all(u.role == "user" and a.role == "assistant" and u.content == a.content for u, a in pairs)
+
+
+CHILD_WRITER = textwrap.dedent(
+    """
+    import sys
+    from mcp_ollama.store import ChatStore
+
+    path, count = sys.argv[1], int(sys.argv[2])
+    with ChatStore.open(path) as store:
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for n in range(count):
+            store.append_turn("shared", model="m", user=f"child-{n}", assistant=f"child-{n}")
+            store.append_turn(f"child-{n}", model="m", user="own", assistant="own")
+    """
+)
+
+
+def test_a_second_process_writing_at_the_same_time_loses_nothing(store: ChatStore, db_path: Path) -> None:
+    count = 150
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD_WRITER, str(db_path), str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdin is not None
+        assert child.stdout.readline().strip() == "ready"
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        for n in range(count):
+            store.append_turn("shared", model="m", user=f"parent-{n}", assistant=f"parent-{n}")
+            store.append_turn(f"parent-{n}", model="m", user="own", assistant="own")
+        child.communicate(timeout=30)
+    assert child.returncode == 0
+
+    assert store.count_sessions() == 1 + 2 * count
+    shared = store.get_session("shared")
+    assert shared is not None
+    assert (shared.turn_count, shared.message_count) == (2 * count, 4 * count)
+    turns = raw(db_path, "SELECT turn, role, content FROM messages WHERE session_id = 'shared' ORDER BY id")
+    assert [t for t, _, _ in turns] == [n // 2 + 1 for n in range(4 * count)]
+    users = [content for _, role, content in turns if role == "user"]
+    answers = [content for _, role, content in turns if role == "assistant"]
+    assert users == answers  # every user message sits next to its own answer
+    for writer in ("parent", "child"):
+        assert [u for u in users if u.startswith(writer)] == [f"{writer}-{n}" for n in range(count)]
+
+
+# --- reading history --------------------------------------------------------------------
+
+
+def test_recent_messages_returns_the_last_n_turns_in_order(store: ChatStore) -> None:
+    add_turns(store, "s1", 5)
+    assert [m.content for m in store.recent_messages("s1", 2)] == ["u4", "a4", "u5", "a5"]
+    assert [m.content for m in store.recent_messages("s1", 1)] == ["u5", "a5"]
+    assert [m.content for m in store.recent_messages("s1", 99)] == [
+        text for n in range(1, 6) for text in (f"u{n}", f"a{n}")
+    ]
+    assert [m.role for m in store.recent_messages("s1", 2)] == ["user", "assistant"] * 2
+    assert store.recent_messages("s1", 0) == []
+    assert store.recent_messages("unknown", 3) == []
+    with pytest.raises(ValueError, match="max_turns"):
+        store.recent_messages("s1", -1)
+
+
+def test_recent_messages_cost_does_not_grow_with_history(store: ChatStore) -> None:
+    add_turns(store, "short", 3)
+    add_turns(store, "long", 1500)
+
+    def vm_steps(session_id: str) -> int:
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        store._conn.set_progress_handler(count, 1)
+        try:
+            store.recent_messages(session_id, 3)
+        finally:
+            store._conn.set_progress_handler(None, 1)
+        return steps
+
+    assert vm_steps("long") < 2 * vm_steps("short")
+
+
+def test_messages_of_an_unknown_session_raise_session_not_found(store: ChatStore) -> None:
+    with pytest.raises(SessionNotFound):
+        store.messages("nobody")
+
+
+# --- listing ----------------------------------------------------------------------------
+
+
+def page_through(
+    store: ChatStore, limit: int, between_pages: Callable[[int], None] = lambda page: None
+) -> list[str]:
+    seen: list[str] = []
+    cursor: str | None = None
+    page = 0
+    while True:
+        sessions, cursor = store.list_sessions(limit=limit, cursor=cursor)
+        assert len(sessions) <= limit
+        seen.extend(s.id for s in sessions)
+        if cursor is None:
+            return seen
+        page += 1
+        between_pages(page)
+
+
+def expected_order(db_path: Path) -> list[str]:
+    rows = raw(db_path, "SELECT id, updated_at FROM sessions")
+    return [sid for sid, _ in sorted(rows, key=lambda r: (r[1], r[0]), reverse=True)]
+
+
+def test_pagination_yields_every_session_once_newest_first(store: ChatStore, db_path: Path) -> None:
+    for n in range(250):
+        store.append_turn(f"s{n:03}", model="m", user="hi", assistant="hello")
+    store.append_turn("s007", model="m", user="again", assistant="back")  # now the most recent
+
+    order = expected_order(db_path)
+    added: list[str] = []
+
+    def add_sessions(page: int) -> None:
+        for n in range(3):
+            added.append(f"late-{page}-{n}")
+            store.append_turn(added[-1], model="m", user="hi", assistant="hello")
+
+    seen = page_through(store, limit=100, between_pages=add_sessions)
+
+    assert seen == order
+    assert seen[0] == "s007"
+    assert len(seen) == len(set(seen)) == 250
+    # Sessions created mid-way are newer than the cursor, so they appear on a fresh first page.
+    assert len(added) == 6
+    assert [s.id for s in store.list_sessions(limit=6)[0]] == added[::-1]
+
+
+def test_pagination_is_exact_when_timestamps_tie(store: ChatStore, db_path: Path) -> None:
+    for n in range(30):
+        store.append_turn(f"s{n:02}", model="m", user="hi", assistant="hello")
+    raw(db_path, "UPDATE sessions SET updated_at = '2025-01-01T00:00:00.000000Z'")
+    assert page_through(store, limit=7) == [f"s{n:02}" for n in reversed(range(30))]
+
+
+def test_last_full_page_has_no_next_cursor(store: ChatStore) -> None:
+    for n in range(4):
+        store.append_turn(f"s{n}", model="m", user="hi", assistant="hello")
+    first, cursor = store.list_sessions(limit=2)
+    assert len(first) == 2
+    assert cursor is not None
+    second, cursor = store.list_sessions(limit=2, cursor=cursor)
+    assert len(second) == 2
+    assert cursor is None
+    assert [s.id for s in store.list_sessions()[0]] == ["s3", "s2", "s1", "s0"]
+
+
+def test_empty_store_lists_nothing(store: ChatStore) -> None:
+    assert store.list_sessions() == ([], None)
+    assert store.count_sessions() == 0
+    assert store.session_ids() == []
+
+
+def b64(text: str | bytes) -> str:
+    data = text.encode() if isinstance(text, str) else text
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "",
+        "not base64 at all!",
+        "####",
+        b64("{}"),
+        b64("null"),
+        b64('["2025-01-01T00:00:00.000000Z"]'),
+        b64('["2025-01-01T00:00:00.000000Z", "s1", "extra"]'),
+        b64("[1, 2]"),
+        b64('["yesterday", "s1"]'),
+        b64('["2025-01-01T00:00:00.000000Z", "../etc"]'),
+        b64('["2025-01-01T00:00:00.000000Z", 7]'),
+        b64(b"\xff\xfe\x00"),
+        "é",
+    ],
+)
+def test_malformed_cursor_raises_value_error(store: ChatStore, cursor: str) -> None:
+    with pytest.raises(ValueError, match=r"^invalid cursor$"):
+        store.list_sessions(cursor=cursor)
+
+
+def test_limits_below_one_are_rejected(store: ChatStore) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        store.list_sessions(limit=0)
+    with pytest.raises(ValueError, match="limit"):
+        store.session_ids(limit=0)
+
+
+def test_session_ids_match_the_prefix_literally_newest_first(store: ChatStore) -> None:
+    for sid in ["a_b", "axb", "a_c", "A_b", "b", "a"]:
+        store.append_turn(sid, model="m", user="hi", assistant="hello")
+    assert store.session_ids("a_") == ["a_c", "a_b"]  # "_" is not a wildcard; case matters
+    assert store.session_ids("a") == ["a", "a_c", "axb", "a_b"]
+    assert store.session_ids("a", limit=2) == ["a", "a_c"]
+    assert store.session_ids() == ["a", "b", "A_b", "a_c", "axb", "a_b"]
+    for hostile in ["%", "a%", "a*", "' OR 1=1 --", "a/", "a\x00"]:
+        assert store.session_ids(hostile) == [], hostile
+
+
+# --- ids --------------------------------------------------------------------------------
+
+HOSTILE_IDS = ["../x", "a/b", "a\\b", "a\x00b", "", "x" * 65, "x' OR 1=1 --", "abc\n", "é", "a b", "..", "."]
+
+METHODS: dict[str, Callable[[ChatStore, Any], object]] = {
+    "get_session": lambda s, sid: s.get_session(sid),
+    "recent_messages": lambda s, sid: s.recent_messages(sid, 5),
+    "messages": lambda s, sid: s.messages(sid),
+    "append_turn": lambda s, sid: s.append_turn(sid, model="m", user="u", assistant="a"),
+    "delete_session": lambda s, sid: s.delete_session(sid),
+    "clear_session": lambda s, sid: s.clear_session(sid),
+}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_rejects_hostile_ids(store: ChatStore, method: str) -> None:
+    for session_id in [*HOSTILE_IDS, None, 42, b"abc"]:
+        with pytest.raises(InvalidSessionId):
+            METHODS[method](store, session_id)
+    assert store.count_sessions() == 0
+
+
+def test_valid_ids_pass_and_new_ids_are_valid_and_unique() -> None:
+    for session_id in ["a", "A-b_9", "x" * 64, "--", "__"]:
+        assert validate_session_id(session_id) == session_id
+    fresh = {new_session_id() for _ in range(100)}
+    assert len(fresh) == 100
+    assert all(validate_session_id(sid) == sid and len(sid) == 32 for sid in fresh)
+
+
+def test_invalid_id_error_names_the_id() -> None:
+    with pytest.raises(InvalidSessionId, match=r"\.\./x"):
+        validate_session_id("../x")
+
+
+# --- delete and clear -------------------------------------------------------------------
+
+
+def test_delete_session_removes_it_and_its_messages(store: ChatStore, db_path: Path) -> None:
+    add_turns(store, "gone", 3)
+    add_turns(store, "kept", 1)
+    assert store.delete_session("gone") is True
+    assert store.get_session("gone") is None
+    assert store.delete_session("gone") is False
+    assert raw(db_path, "SELECT DISTINCT session_id FROM messages") == [("kept",)]
+    assert store.session_ids() == ["kept"]
+
+
+def test_clear_session_drops_messages_but_keeps_the_session(store: ChatStore, db_path: Path) -> None:
+    store.append_turn("s1", model="m", user="first topic", assistant="ok")
+    add_turns(store, "s1", 2)
+    before = store.get_session("s1")
+    assert before is not None
+
+    assert store.clear_session("s1") is True
+    after = store.get_session("s1")
+    assert after is not None
+    assert (after.turn_count, after.message_count, after.title) == (0, 0, "")
+    assert after.created_at == before.created_at
+    assert after.updated_at >= before.updated_at
+    assert store.messages("s1") == []
+    assert raw(db_path, "SELECT count(*) FROM messages") == [(0,)]
+
+    assert store.append_turn("s1", model="m", user="second topic", assistant="ok") is False
+    again = store.get_session("s1")
+    assert again is not None
+    assert (again.turn_count, again.title) == (1, "second topic")
+    assert raw(db_path, "SELECT turn FROM messages") == [(1,), (1,)]
+
+    assert store.clear_session("nobody") is False
+    assert store.get_session("nobody") is None
+
+
+# --- titles -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "title"),
+    [
+        ("Hello", "Hello"),
+        ("  What\tis\n\n  WAL   mode? ", "What is WAL mode?"),
+        ("x" * 60, "x" * 60),
+        ("x" * 61, "x" * 59 + "…"),
+        ("word " * 30, ("word " * 12).strip() + "…"),
+        ("", ""),
+        (" \n ", ""),
+    ],
+)
+def test_title_is_the_first_user_message_collapsed_and_cut_to_60(message: str, title: str) -> None:
+    assert derive_title(message) == title
+    assert len(derive_title(message)) <= 60
+
+
+def test_session_title_comes_from_the_first_turn_only(store: ChatStore) -> None:
+    store.append_turn("s1", model="m", user="Plan a trip\nto Lisbon", assistant="Sure")
+    store.append_turn("s1", model="m", user="Something else", assistant="Ok")
+    info = store.get_session("s1")
+    assert info is not None
+    assert info.title == "Plan a trip to Lisbon"
