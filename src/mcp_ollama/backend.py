@@ -334,7 +334,7 @@ class OllamaClient:
             with anyio.CancelScope(shield=True):
                 if chunks is not None:
                     await chunks.aclose()
-                pass
+                await _close_quietly(response)
 
     async def list_models(self) -> list[ModelInfo]:
         """The pulled models (``GET /api/tags``)."""

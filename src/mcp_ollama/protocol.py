@@ -166,6 +166,8 @@ class SpecMiddleware:
         ctx: ServerRequestContext[Any, Any],
         call_next: Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResult]],
     ) -> HandlerResult:
+        if ctx.request_id is not None and ctx.method != "initialize":
+            self._peers.peer(ctx)  # every handshake-era connection hears list_changed
         if ctx.request_id is not None and ctx.method == "tools/call" and isinstance(ctx.params, Mapping):
             name = ctx.params.get("name")
             if isinstance(name, str) and name not in self._tool_names():

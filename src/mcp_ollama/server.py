@@ -24,6 +24,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     CallToolResult,
     CompleteRequestParams,
@@ -49,7 +50,7 @@ from pydantic import BaseModel, Field
 from . import __version__
 from .backend import GenerationOptions, ModelInfo, OllamaClient
 from .chat import ChatService, TurnOutcome
-from .errors import BackendError, McpOllamaError, SessionNotFound
+from .errors import BackendError, McpOllamaError, ModelNotFound, SessionNotFound
 from .prompts import COMMON_LANGUAGES, STYLES, Style, render_system_prompt
 from .protocol import Peers, SpecMiddleware, not_found_code
 from .settings import Settings
@@ -60,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 SESSION_URI_PREFIX = "chat://sessions/"
 SESSION_URI_TEMPLATE = SESSION_URI_PREFIX + "{session_id}"
+MODEL_URI_PREFIX = "ollama://models/"
+MODEL_URI_TEMPLATE = MODEL_URI_PREFIX + "{model}"
 RESOURCES_PAGE_SIZE = 100
 MODEL_CACHE_SECONDS = 30.0
 
@@ -165,6 +168,11 @@ def _state(ctx: Context[Any, Any] | ServerRequestContext[Any, Any]) -> AppState:
 
 def session_uri(session_id: str) -> str:
     return SESSION_URI_PREFIX + session_id
+
+
+def _not_found(ctx: ServerRequestContext[Any, Any], uri: str) -> MCPError:
+    """The protocol error for a resource that does not exist, with the era's code."""
+    return MCPError(code=not_found_code(ctx), message="Resource not found", data={"uri": uri[:200]})
 
 
 def _error_result(exc: Exception) -> CallToolResult:
@@ -280,7 +288,14 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                     title="Chat session transcript",
                     description="A stored chat session: a JSON document, then the transcript as Markdown.",
                     mime_type="application/json",
-                )
+                ),
+                ResourceTemplate(
+                    uri_template=MODEL_URI_TEMPLATE,
+                    name="ollama-model",
+                    title="Local model details",
+                    description="A pulled model's family, size, quantization, context length, capabilities.",
+                    mime_type="application/json",
+                ),
             ]
         )
 
@@ -293,12 +308,14 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
             except McpOllamaError:
                 info = None
         if info is None:
-            raise MCPError(code=not_found_code(ctx), message="Resource not found", data={"uri": uri[:200]})
+            raise _not_found(ctx, uri)
         return info
 
     async def read_resource(
         ctx: ServerRequestContext[AppState], params: ReadResourceRequestParams
     ) -> ReadResourceResult:
+        if params.uri.startswith(MODEL_URI_PREFIX):
+            return await read_model(ctx, params.uri)
         info = session_for(ctx, params.uri)
         messages = _state(ctx).store.messages(info.id)
         return ReadResourceResult(
@@ -310,6 +327,21 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                     uri=params.uri, mime_type="text/markdown", text=transcript_markdown(info, messages)
                 ),
             ]
+        )
+
+    async def read_model(ctx: ServerRequestContext[AppState], uri: str) -> ReadResourceResult:
+        name = uri[len(MODEL_URI_PREFIX) :]
+        if not name or len(name) > 200:
+            raise _not_found(ctx, uri)
+        try:
+            show = await _state(ctx).client.show(name)
+        except ModelNotFound:
+            raise _not_found(ctx, uri) from None
+        except BackendError as exc:
+            raise MCPError(code=INTERNAL_ERROR, message=str(exc), data={"uri": uri}) from None
+        text = json.dumps({"model": name, **show.model_dump(mode="json")}, indent=2)
+        return ReadResourceResult(
+            contents=[TextResourceContents(uri=uri, mime_type="application/json", text=text)]
         )
 
     async def subscribe(ctx: ServerRequestContext[AppState], params: SubscribeRequestParams) -> EmptyResult:
