@@ -45,16 +45,18 @@ from mcp_types import (
     ToolAnnotations,
     UnsubscribeRequestParams,
 )
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from . import __version__
-from .backend import GenerationOptions, ModelInfo, OllamaClient
-from .chat import ChatService, TurnOutcome
+from .backend import GenerationOptions, OllamaClient
+from .chat import ChatService
 from .errors import BackendError, McpOllamaError, ModelNotFound, SessionNotFound
 from .prompts import COMMON_LANGUAGES, STYLES, Style, render_system_prompt
 from .protocol import Peers, SpecMiddleware, not_found_code
+from .results import ChatResult, ModelList, SessionChange, chat_result, human_size, model_summary
 from .settings import Settings
-from .store import ChatStore, SessionInfo, StoredMessage, validate_session_id
+from .store import ChatStore, SessionInfo, validate_session_id
+from .transcripts import transcript_json, transcript_markdown
 from .transport import stdio_transport
 
 logger = logging.getLogger(__name__)
@@ -73,64 +75,6 @@ INSTRUCTIONS = (
     "session_id on the next call to continue the same conversation (its history is kept on disk). "
     "Stored conversations are resources at chat://sessions/{session_id}."
 )
-
-
-# ---------------------------------------------------------------------------- results
-
-
-class Usage(BaseModel):
-    prompt_tokens: int = Field(
-        description="Tokens in the prompt Ollama evaluated (0 when it reused its cache)."
-    )
-    completion_tokens: int = Field(description="Tokens in the answer.")
-
-
-class Timings(BaseModel):
-    total_ms: float = Field(description="Ollama's total time for the request, in milliseconds.")
-    load_ms: float = Field(
-        description="Time spent loading the model, in milliseconds (0 when already loaded)."
-    )
-    prompt_eval_ms: float = Field(description="Time spent reading the prompt, in milliseconds.")
-    eval_ms: float = Field(description="Time spent generating the answer, in milliseconds.")
-
-
-class ChatResult(BaseModel):
-    """The answer to one chat message, and where it was stored."""
-
-    session_id: str = Field(description="Pass this as session_id to continue the conversation.")
-    model: str = Field(description="The model that answered.")
-    answer: str = Field(description="The model's answer.")
-    done_reason: str | None = Field(
-        description="Why generation stopped: 'stop' (finished) or 'length' (hit num_predict/the context)."
-    )
-    new_session: bool = Field(description="True when this call started the session.")
-    history_messages: int = Field(description="Earlier messages of the session sent along with this one.")
-    usage: Usage
-    timings: Timings
-
-
-class ModelSummary(BaseModel):
-    name: str = Field(description="Model name to pass as `model` to chat, e.g. 'llama3:8b'.")
-    size_bytes: int | None = Field(description="Size on disk in bytes.")
-    family: str | None = Field(description="Model family, e.g. 'llama'.")
-    parameter_size: str | None = Field(description="Parameter count as Ollama reports it, e.g. '8.0B'.")
-    quantization: str | None = Field(description="Quantization level, e.g. 'Q4_0'.")
-    modified_at: str | None = Field(description="When the model was last pulled or changed.")
-
-
-class ModelList(BaseModel):
-    """The models pulled into the local Ollama."""
-
-    models: list[ModelSummary]
-    default_model: str = Field(description="The model chat uses when none is named.")
-
-
-class SessionChange(BaseModel):
-    """What a session-changing tool did."""
-
-    session_id: str
-    deleted: bool = Field(description="True when the whole session is gone.")
-    cleared_messages: int = Field(description="How many stored messages were removed.")
 
 
 # ---------------------------------------------------------------------------- state
@@ -179,50 +123,13 @@ def _error_result(exc: Exception) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
 
 
-def _iso(value: Any) -> str:
-    return str(value.isoformat())
-
-
-# ---------------------------------------------------------------------------- transcripts
-
-
-def transcript_json(info: SessionInfo, messages: list[StoredMessage]) -> str:
-    return json.dumps(
-        {
-            "session_id": info.id,
-            "title": info.title,
-            "model": info.model,
-            "created_at": _iso(info.created_at),
-            "updated_at": _iso(info.updated_at),
-            "turn_count": info.turn_count,
-            "messages": [
-                {"role": m.role, "content": m.content, "created_at": _iso(m.created_at)} for m in messages
-            ],
-        },
-        ensure_ascii=False,
-        indent=2,
-    )
-
-
-def transcript_markdown(info: SessionInfo, messages: list[StoredMessage]) -> str:
-    lines = [
-        f"# {info.title or info.id}",
-        "",
-        f"Session `{info.id}` with `{info.model}`, {info.turn_count} turns, "
-        f"started {_iso(info.created_at)}, last active {_iso(info.updated_at)}.",
-    ]
-    for m in messages:
-        who = "User" if m.role == "user" else "Assistant"
-        lines += ["", f"## {who} ({_iso(m.created_at)})", "", m.content]
-    return "\n".join(lines) + "\n"
-
-
 def _session_resource(info: SessionInfo) -> Resource:
+    last_active = info.updated_at.isoformat(timespec="seconds")
     return Resource(
         uri=session_uri(info.id),
         name=f"session-{info.id}",
         title=info.title or f"Session {info.id}",
-        description=f"Chat with {info.model}: {info.turn_count} turns, last active {_iso(info.updated_at)}.",
+        description=f"Chat with {info.model}: {info.turn_count} turns, last active {info.updated_at.isoformat(timespec='seconds')}.",
         mime_type="application/json",
     )
 
@@ -370,24 +277,6 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
     return server
 
 
-def _chat_result(outcome: TurnOutcome) -> ChatResult:
-    return ChatResult(
-        session_id=outcome.session_id,
-        model=outcome.model,
-        answer=outcome.answer,
-        done_reason=outcome.done_reason,
-        new_session=outcome.new_session,
-        history_messages=outcome.history_messages,
-        usage=Usage(prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens),
-        timings=Timings(
-            total_ms=outcome.total_ms,
-            load_ms=outcome.load_ms,
-            prompt_eval_ms=outcome.prompt_eval_ms,
-            eval_ms=outcome.eval_ms,
-        ),
-    )
-
-
 def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
     @server.tool(
         title="Chat with a local model",
@@ -448,7 +337,7 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
             f"{outcome.model} answered in session {outcome.session_id}: "
             f"{outcome.completion_tokens} tokens, {outcome.total_ms:.0f} ms",
         )
-        result = _chat_result(outcome)
+        result = chat_result(outcome)
         return CallToolResult(
             content=[TextContent(type="text", text=outcome.answer)],
             structured_content=result.model_dump(mode="json"),
@@ -470,10 +359,10 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
             models = await state.client.list_models()
         except McpOllamaError as exc:
             return _error_result(exc)
-        result = ModelList(models=[_model_summary(m) for m in models], default_model=state.settings.model)
+        result = ModelList(models=[model_summary(m) for m in models], default_model=state.settings.model)
         lines = [f"Default model: {result.default_model}"] + [
             f"- {m.name} ({m.parameter_size or '?'} params, {m.quantization or '?'}, "
-            f"{_human_size(m.size_bytes)})"
+            f"{human_size(m.size_bytes)})"
             for m in result.models
         ]
         if not result.models:
@@ -539,29 +428,6 @@ async def _change_session(
         content=[TextContent(type="text", text=f"{verb} session {sid} ({info.message_count} messages).")],
         structured_content=result.model_dump(mode="json"),
     )
-
-
-def _model_summary(model: ModelInfo) -> ModelSummary:
-    details = model.details
-    return ModelSummary(
-        name=model.name,
-        size_bytes=model.size,
-        family=details.family if details else None,
-        parameter_size=details.parameter_size if details else None,
-        quantization=details.quantization_level if details else None,
-        modified_at=str(model.modified_at) if model.modified_at else None,
-    )
-
-
-def _human_size(size: int | None) -> str:
-    if size is None:
-        return "size unknown"
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
 
 
 def _register_prompts(server: MCPServer[AppState]) -> None:

@@ -1,0 +1,107 @@
+"""What the tools return: pydantic models that become each tool's ``outputSchema``, and their text forms.
+
+Plain data, nothing about MCP: ``server.py`` puts these into ``structuredContent``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from .backend import ModelInfo
+from .chat import TurnOutcome
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = Field(
+        description="Tokens in the prompt Ollama evaluated (0 when it reused its cache)."
+    )
+    completion_tokens: int = Field(description="Tokens in the answer.")
+
+
+class Timings(BaseModel):
+    total_ms: float = Field(description="Ollama's total time for the request, in milliseconds.")
+    load_ms: float = Field(
+        description="Time spent loading the model, in milliseconds (0 when already loaded)."
+    )
+    prompt_eval_ms: float = Field(description="Time spent reading the prompt, in milliseconds.")
+    eval_ms: float = Field(description="Time spent generating the answer, in milliseconds.")
+
+
+class ChatResult(BaseModel):
+    """The answer to one chat message, and where it was stored."""
+
+    session_id: str = Field(description="Pass this as session_id to continue the conversation.")
+    model: str = Field(description="The model that answered.")
+    answer: str = Field(description="The model's answer.")
+    done_reason: str | None = Field(
+        description="Why generation stopped: 'stop' (finished) or 'length' (hit num_predict/the context)."
+    )
+    new_session: bool = Field(description="True when this call started the session.")
+    history_messages: int = Field(description="Earlier messages of the session sent along with this one.")
+    usage: Usage
+    timings: Timings
+
+
+class ModelSummary(BaseModel):
+    name: str = Field(description="Model name to pass as `model` to chat, e.g. 'llama3:8b'.")
+    size_bytes: int | None = Field(description="Size on disk in bytes.")
+    family: str | None = Field(description="Model family, e.g. 'llama'.")
+    parameter_size: str | None = Field(description="Parameter count as Ollama reports it, e.g. '8.0B'.")
+    quantization: str | None = Field(description="Quantization level, e.g. 'Q4_0'.")
+    modified_at: str | None = Field(description="When the model was last pulled or changed.")
+
+
+class ModelList(BaseModel):
+    """The models pulled into the local Ollama."""
+
+    models: list[ModelSummary]
+    default_model: str = Field(description="The model chat uses when none is named.")
+
+
+class SessionChange(BaseModel):
+    """What a session-changing tool did."""
+
+    session_id: str
+    deleted: bool = Field(description="True when the whole session is gone.")
+    cleared_messages: int = Field(description="How many stored messages were removed.")
+
+
+def chat_result(outcome: TurnOutcome) -> ChatResult:
+    return ChatResult(
+        session_id=outcome.session_id,
+        model=outcome.model,
+        answer=outcome.answer,
+        done_reason=outcome.done_reason,
+        new_session=outcome.new_session,
+        history_messages=outcome.history_messages,
+        usage=Usage(prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens),
+        timings=Timings(
+            total_ms=outcome.total_ms,
+            load_ms=outcome.load_ms,
+            prompt_eval_ms=outcome.prompt_eval_ms,
+            eval_ms=outcome.eval_ms,
+        ),
+    )
+
+
+def model_summary(model: ModelInfo) -> ModelSummary:
+    details = model.details
+    return ModelSummary(
+        name=model.name,
+        size_bytes=model.size,
+        family=details.family if details else None,
+        parameter_size=details.parameter_size if details else None,
+        quantization=details.quantization_level if details else None,
+        modified_at=str(model.modified_at) if model.modified_at else None,
+    )
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "size unknown"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"

@@ -1,0 +1,43 @@
+"""A stored session rendered for reading: the JSON document and the Markdown transcript."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from .store import SessionInfo, StoredMessage
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def transcript_json(info: SessionInfo, messages: list[StoredMessage]) -> str:
+    return json.dumps(
+        {
+            "session_id": info.id,
+            "title": info.title,
+            "model": info.model,
+            "created_at": _iso(info.created_at),
+            "updated_at": _iso(info.updated_at),
+            "turn_count": info.turn_count,
+            "messages": [
+                {"role": m.role, "content": m.content, "created_at": _iso(m.created_at)} for m in messages
+            ],
+        },
+        ensure_ascii=False,
+        indent=2,
+    )
+
+
+def transcript_markdown(info: SessionInfo, messages: list[StoredMessage]) -> str:
+    lines = [
+        f"# {info.title or info.id}",
+        "",
+        f"Session `{info.id}` with `{info.model}`, {info.turn_count} turns, "
+        f"started {_iso(info.created_at)}, last active {_iso(info.updated_at)}.",
+    ]
+    for m in messages:
+        who = "User" if m.role == "user" else "Assistant"
+        lines += ["", f"## {who} ({_iso(m.created_at)})", "", m.content]
+    return "\n".join(lines) + "\n"
