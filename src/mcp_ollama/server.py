@@ -129,7 +129,7 @@ def _session_resource(info: SessionInfo) -> Resource:
         uri=session_uri(info.id),
         name=f"session-{info.id}",
         title=info.title or f"Session {info.id}",
-        description=f"Chat with {info.model}: {info.turn_count} turns, last active {info.updated_at.isoformat(timespec='seconds')}.",
+        description=f"Chat with {info.model}: {info.turn_count} turns, last active {last_active}.",
         mime_type="application/json",
     )
 
