@@ -157,8 +157,8 @@ class Peers:
 class SpecMiddleware:
     """Server middleware that makes two answers match the spec (see the module docstring)."""
 
-    def __init__(self, tool_names: Callable[[], set[str]], peers: Peers) -> None:
-        self._tool_names = tool_names
+    def __init__(self, has_tool: Callable[[str], bool], peers: Peers) -> None:
+        self._has_tool = has_tool
         self._peers = peers
 
     async def __call__(
@@ -170,7 +170,7 @@ class SpecMiddleware:
             self._peers.peer(ctx)  # every handshake-era connection hears list_changed
         if ctx.request_id is not None and ctx.method == "tools/call" and isinstance(ctx.params, Mapping):
             name = ctx.params.get("name")
-            if isinstance(name, str) and name not in self._tool_names():
+            if isinstance(name, str) and not self._has_tool(name):
                 raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name!r}", data={"name": name})
         result = await call_next(ctx)
         if ctx.method == "initialize" and isinstance(result, dict):

@@ -167,7 +167,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
     )
     lowlevel = server._lowlevel_server
     lowlevel.middleware.append(
-        SpecMiddleware(lambda: {t.name for t in server._tool_manager.list_tools()}, peers)
+        SpecMiddleware(lambda name: server._tool_manager.get_tool(name) is not None, peers)
     )
 
     _register_tools(server, peers)
