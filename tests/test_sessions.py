@@ -317,10 +317,20 @@ async def test_configured_system_prompt_replaces_the_default_everywhere(
     assert ChatService.__name__  # the chat service is the one place the prompt is rendered for the model
 
 
-async def test_system_prompt_rejects_an_unknown_style(settings: Settings, era: str) -> None:
+async def test_bad_prompt_requests_are_invalid_params(settings: Settings, era: str) -> None:
     async with connect(settings, era) as client:
-        with pytest.raises(MCPError):
+        with pytest.raises(MCPError) as style:
             await client.get_prompt("system_prompt", {"style": "shouty"})
+        with pytest.raises(MCPError) as unknown:
+            await client.get_prompt("no_such_prompt")
+        with pytest.raises(MCPError) as missing:
+            await client.get_prompt("continue_session", {})
+    assert style.value.code == INVALID_PARAMS
+    assert "concise" in style.value.message
+    assert unknown.value.code == INVALID_PARAMS
+    assert "no_such_prompt" in unknown.value.message
+    assert missing.value.code == INVALID_PARAMS
+    assert "session_id" in missing.value.message
 
 
 async def test_continue_session_turns_a_transcript_into_messages(settings: Settings, era: str) -> None:

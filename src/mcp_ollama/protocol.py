@@ -1,8 +1,9 @@
 """Where the SDK's ``MCPServer`` falls short of the MCP spec, and what closes each gap.
 
 - ``SpecMiddleware``: an unknown tool is JSON-RPC -32602 (the SDK answers an ``isError``
-  result), and ``initialize`` advertises ``resources.listChanged`` truthfully (the SDK's
-  default ``NotificationOptions`` always say ``false``).
+  result), so is an unknown prompt or a missing prompt argument (the SDK answers code 0),
+  and ``initialize`` advertises ``resources.listChanged`` truthfully (the SDK's default
+  ``NotificationOptions`` always say ``false``).
 - ``Peers``: the handshake-era connections this server serves, with each one's
   ``logging/setLevel`` threshold and ``resources/subscribe`` set. Handshake-era clients get
   change notifications through their session; 2026-07-28 clients through the
@@ -155,7 +156,7 @@ class Peers:
 
 
 class SpecMiddleware:
-    """Server middleware that makes two answers match the spec (see the module docstring)."""
+    """Server middleware that makes a few answers match the spec (see the module docstring)."""
 
     def __init__(self, has_tool: Callable[[str], bool], peers: Peers) -> None:
         self._has_tool = has_tool
@@ -172,7 +173,14 @@ class SpecMiddleware:
             name = ctx.params.get("name")
             if isinstance(name, str) and not self._has_tool(name):
                 raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name!r}", data={"name": name})
-        result = await call_next(ctx)
+        try:
+            result = await call_next(ctx)
+        except ValueError as exc:
+            if ctx.method != "prompts/get":
+                raise
+            # MCPServer reports an unknown prompt or a missing argument as a bare ValueError,
+            # which reaches the wire as error code 0; it is the caller's params that are wrong.
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from exc
         if ctx.method == "initialize" and isinstance(result, dict):
             resources = result.get("capabilities", {}).get("resources")
             if isinstance(resources, dict):

@@ -51,7 +51,7 @@ from . import __version__
 from .backend import GenerationOptions, OllamaClient
 from .chat import ChatService
 from .errors import BackendError, McpOllamaError, ModelNotFound, SessionNotFound
-from .prompts import COMMON_LANGUAGES, STYLES, Style, render_system_prompt
+from .prompts import COMMON_LANGUAGES, STYLES, render_system_prompt
 from .protocol import Peers, SpecMiddleware, not_found_code
 from .results import ChatResult, ModelList, SessionChange, chat_result, human_size, model_summary
 from .settings import Settings
@@ -437,12 +437,13 @@ def _register_prompts(server: MCPServer[AppState]) -> None:
         language: Annotated[
             str | None, Field(description="Always answer in this language (e.g. 'French').")
         ] = None,
-        style: Annotated[
-            Style | None, Field(description=f"Answer style: one of {', '.join(STYLES)}.")
-        ] = None,
+        style: Annotated[str | None, Field(description=f"Answer style: one of {', '.join(STYLES)}.")] = None,
     ) -> str:
         """The system prompt chat sends to the local model; with no arguments, exactly the text sent."""
-        return render_system_prompt(_state(ctx).settings.system_prompt, language=language, style=style)
+        try:
+            return render_system_prompt(_state(ctx).settings.system_prompt, language=language, style=style)
+        except ValueError as exc:  # an unknown style: the caller's argument, told as such
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
 
     @server.prompt(title="Continue a local chat session")
     def continue_session(
