@@ -185,7 +185,7 @@ class ChatChunk(BaseModel):
 class ModelDetails(BaseModel):
     """The ``details`` object Ollama attaches to a model."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     format: str | None = Field(default=None, description="File format of the weights, e.g. 'gguf'.")
     family: str | None = Field(default=None, description="Model family, e.g. 'llama'.")
@@ -197,7 +197,7 @@ class ModelDetails(BaseModel):
 class ModelInfo(BaseModel):
     """One pulled model, as listed by ``GET /api/tags``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     name: str = Field(description="The name to use in requests, e.g. 'llama3:8b'.")
     model: str = Field(default="", description="The model reference (usually the same as name).")
@@ -210,7 +210,7 @@ class ModelInfo(BaseModel):
 class ModelShow(BaseModel):
     """What we use from ``POST /api/show``: the model's limits and what it can do."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     context_length: int | None = Field(
         default=None, description="The longest context the model was trained for, in tokens."
@@ -253,10 +253,14 @@ def _context_length(model_info: Any) -> int | None:
 
 
 class _TagsResponse(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     models: list[ModelInfo]
 
 
 class _VersionResponse(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     version: str
 
 
@@ -291,6 +295,8 @@ class OllamaClient:
             transport=transport,
             trust_env=False,  # a proxy from the environment must not capture a local server
             headers={"User-Agent": "mcp-ollama"},
+            # Plain http never does TLS, so skip loading the CA bundle: ~25 ms of every start.
+            verify=self._base_url.startswith("https://"),
         )
 
     @property

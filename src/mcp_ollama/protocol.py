@@ -46,7 +46,7 @@ LOG_LEVELS: tuple[LoggingLevel, ...] = (
     "alert",
     "emergency",
 )
-DEFAULT_CLIENT_LOG_LEVEL: LoggingLevel = "info"
+DEFAULT_CLIENT_LOG_LEVEL: LoggingLevel = "warning"
 """What a handshake-era client receives until it sends ``logging/setLevel``."""
 
 

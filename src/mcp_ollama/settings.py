@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import platformdirs
-
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "llama3:8b"
 DEFAULT_CONTEXT_TOKENS = 4096
@@ -159,6 +157,8 @@ SETTINGS_SPEC: tuple[SettingSpec, ...] = (
 
 def default_db_path() -> Path:
     """``sessions.sqlite3`` in the platform's user data directory for mcp-ollama."""
+    import platformdirs  # only when the default is needed: a few ms of every start otherwise
+
     return Path(platformdirs.user_data_dir("mcp-ollama", appauthor=False)) / "sessions.sqlite3"
 
 
