@@ -45,7 +45,7 @@ from mcp_types import (
     ToolAnnotations,
     UnsubscribeRequestParams,
 )
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from . import __version__
 from .backend import GenerationOptions, OllamaClient
@@ -117,6 +117,26 @@ def session_uri(session_id: str) -> str:
 def _not_found(ctx: ServerRequestContext[Any, Any], uri: str) -> MCPError:
     """The protocol error for a resource that does not exist, with the era's code."""
     return MCPError(code=not_found_code(ctx), message="Resource not found", data={"uri": uri[:200]})
+
+
+def _annotations(
+    title: str, *, read_only: bool, idempotent: bool, destructive: bool = False
+) -> ToolAnnotations:
+    """Every tool here works on this machine only: a closed world."""
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=None if read_only else destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=False,
+    )
+
+
+def _structured(text: str, result: BaseModel) -> CallToolResult:
+    """A tool result: ``text`` for people and models, ``result`` as ``structuredContent``."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
+    )
 
 
 def _error_result(exc: Exception) -> CallToolResult:
@@ -280,12 +300,8 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
 def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
     @server.tool(
         title="Chat with a local model",
-        annotations=ToolAnnotations(
-            title="Chat with a local model",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=False,
+        annotations=_annotations(
+            "Chat with a local model", read_only=False, destructive=False, idempotent=False
         ),
     )
     async def chat(
@@ -338,16 +354,11 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
             f"{outcome.completion_tokens} tokens, {outcome.total_ms:.0f} ms",
         )
         result = chat_result(outcome)
-        return CallToolResult(
-            content=[TextContent(type="text", text=outcome.answer)],
-            structured_content=result.model_dump(mode="json"),
-        )
+        return _structured(outcome.answer, result)
 
     @server.tool(
         title="List local models",
-        annotations=ToolAnnotations(
-            title="List local models", read_only_hint=True, idempotent_hint=True, open_world_hint=False
-        ),
+        annotations=_annotations("List local models", read_only=True, idempotent=True),
     )
     async def list_models(ctx: Context[AppState, Any]) -> Annotated[CallToolResult, ModelList]:
         """List the models pulled into the local Ollama, with size, family, parameter count and quantization.
@@ -367,20 +378,11 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         ]
         if not result.models:
             lines.append(f"No models are pulled. Pull one with `ollama pull {state.settings.model}`.")
-        return CallToolResult(
-            content=[TextContent(type="text", text="\n".join(lines))],
-            structured_content=result.model_dump(mode="json"),
-        )
+        return _structured("\n".join(lines), result)
 
     @server.tool(
         title="Delete a chat session",
-        annotations=ToolAnnotations(
-            title="Delete a chat session",
-            read_only_hint=False,
-            destructive_hint=True,
-            idempotent_hint=True,
-            open_world_hint=False,
-        ),
+        annotations=_annotations("Delete a chat session", read_only=False, destructive=True, idempotent=True),
     )
     async def delete_session(
         session_id: SessionIdArg, ctx: Context[AppState, Any]
@@ -390,12 +392,8 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
 
     @server.tool(
         title="Clear a chat session's history",
-        annotations=ToolAnnotations(
-            title="Clear a chat session's history",
-            read_only_hint=False,
-            destructive_hint=True,
-            idempotent_hint=True,
-            open_world_hint=False,
+        annotations=_annotations(
+            "Clear a chat session's history", read_only=False, destructive=True, idempotent=True
         ),
     )
     async def clear_session(
@@ -424,10 +422,7 @@ async def _change_session(
     await peers.resource_updated(session_uri(sid))
     result = SessionChange(session_id=sid, deleted=delete, cleared_messages=info.message_count)
     verb = "Deleted" if delete else "Cleared"
-    return CallToolResult(
-        content=[TextContent(type="text", text=f"{verb} session {sid} ({info.message_count} messages).")],
-        structured_content=result.model_dump(mode="json"),
-    )
+    return _structured(f"{verb} session {sid} ({info.message_count} messages).", result)
 
 
 def _register_prompts(server: MCPServer[AppState]) -> None:
