@@ -139,6 +139,10 @@ class ChatService:
         Raises ``InputError`` subclasses for unusable input and ``BackendError`` subclasses when
         Ollama fails; in both cases, and on cancellation, the store is left untouched.
         """
+        _require_unicode("message", message)
+        _require_unicode("model", model or "")
+        for stop in (options.stop or []) if options else []:
+            _require_unicode("options.stop", stop)
         if not message.strip():
             raise InputError("The message is empty: write something for the model to answer.")
         if len(message) > self._settings.max_message_chars:
@@ -216,6 +220,14 @@ class ChatService:
                 if chunk.done:
                     return "".join(pieces), chunk
         raise AssertionError("chat_stream ended without a final chunk")  # backend guarantees a done chunk
+
+
+def _require_unicode(name: str, value: str) -> None:
+    """Refuse text that cannot travel as UTF-8 (a lone surrogate, legal in JSON escapes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"The {name} is not valid Unicode text (it holds a lone surrogate).") from None
 
 
 def _to_chat(message: StoredMessage) -> ChatMessage:

@@ -46,6 +46,8 @@ LOG_LEVELS: tuple[LoggingLevel, ...] = (
     "alert",
     "emergency",
 )
+_SINGLE_PAGE_LISTS = frozenset({"tools/list", "prompts/list", "resources/templates/list"})
+
 DEFAULT_CLIENT_LOG_LEVEL: LoggingLevel = "warning"
 """What a handshake-era client receives until it sends ``logging/setLevel``."""
 
@@ -173,6 +175,14 @@ class SpecMiddleware:
             name = ctx.params.get("name")
             if isinstance(name, str) and not self._has_tool(name):
                 raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name!r}", data={"name": name})
+        if (
+            ctx.request_id is not None
+            and ctx.method in _SINGLE_PAGE_LISTS
+            and isinstance(ctx.params, Mapping)
+            and ctx.params.get("cursor") is not None
+        ):
+            # These lists fit one page, so no cursor of ours can exist; the spec wants -32602.
+            raise MCPError(code=INVALID_PARAMS, message="Invalid cursor")
         try:
             result = await call_next(ctx)
         except ValueError as exc:

@@ -69,10 +69,15 @@ def _error(request_id: str | int | None, code: int, message: str) -> JSONRPCErro
 
 
 def _encode(message: SessionMessage | JSONRPCError) -> bytes:
-    if isinstance(message, JSONRPCError):
-        text = message.model_dump_json(by_alias=True)
-    else:
-        text = message.message.model_dump_json(by_alias=True, exclude_unset=True)
+    model = message if isinstance(message, JSONRPCError) else message.message
+    exclude_unset = not isinstance(message, JSONRPCError)
+    try:
+        text = model.model_dump_json(by_alias=True, exclude_unset=exclude_unset)
+    except ValueError:
+        # A lone surrogate ("\ud800" is legal JSON) echoed back in an id, a method name or a
+        # URI cannot be written as UTF-8; the standard library escapes it instead.
+        data = model.model_dump(mode="python", by_alias=True, exclude_unset=exclude_unset)
+        text = json.dumps(data, ensure_ascii=True, default=str)
     return text.encode() + b"\n"
 
 
@@ -84,7 +89,7 @@ async def stdio_transport(
     restore: list[tuple[int, int]] = []
     saved_sys_stdout = sys.stdout
     if stdin is None:
-        stdin = os.fdopen(os.dup(0), "rb", buffering=0)
+        stdin = os.fdopen(os.dup(0), "rb")  # buffered: readline() returns at a newline on pipes too
         _divert(0, os.open(os.devnull, os.O_RDONLY), restore)
     if stdout is None:
         stdout = os.fdopen(os.dup(1), "wb", buffering=0)
@@ -111,7 +116,7 @@ async def stdio_transport(
                 elif parsed is not None:
                     portal.call(write, parsed)
             portal.call(reader_in.aclose)
-        except (RuntimeError, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError, ValueError):
+        except (RuntimeError, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
             pass  # the server is shutting down, or stdin is gone: nothing left to deliver
 
     async def write_stdout() -> None:
