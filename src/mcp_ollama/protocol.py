@@ -111,10 +111,6 @@ class Peers:
         if peer is not None:
             peer.subscriptions.discard(uri)
 
-    def subscribed(self, uri: str) -> int:
-        """How many handshake-era connections subscribe to ``uri`` (for tests and diagnostics)."""
-        return sum(uri in peer.subscriptions for peer in list(self._peers.values()))
-
     async def resource_updated(self, uri: str) -> None:
         """``notifications/resources/updated`` to every subscriber of ``uri``, in both eras."""
         await self._bus.publish(ResourceUpdated(uri=uri))

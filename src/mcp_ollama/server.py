@@ -293,7 +293,6 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
     lowlevel.add_request_handler("completion/complete", CompleteRequestParams, _complete)
-    server.peers = peers  # type: ignore[attr-defined]
     return server
 
 
