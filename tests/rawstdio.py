@@ -19,10 +19,12 @@ HANDSHAKE_VERSION = "2025-11-25"
 class RawServer:
     """``python -m mcp_ollama`` with pipes; every stdout line is kept, and must be JSON-RPC."""
 
-    def __init__(self, env: dict[str, str], *args: str) -> None:
+    def __init__(
+        self, env: dict[str, str], *args: str, launcher: tuple[str, ...] = ("-m", "mcp_ollama")
+    ) -> None:
         full_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), **env}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mcp_ollama", *args],
+            [sys.executable, *launcher, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -8,6 +8,7 @@ opened in the server's lifespan and reach handlers through the request context.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
@@ -493,8 +494,37 @@ async def serve(settings: Settings) -> None:
 
 
 async def _stop_on_signals(stop: Callable[[], None]) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            logger.info("received %s, shutting down", signal.Signals(signum).name)
-            stop()
-            return
+    """Call ``stop`` on SIGTERM or SIGINT (and SIGBREAK on Windows), with whatever the platform offers.
+
+    Where the event loop has no signal handlers (asyncio on Windows raises
+    ``NotImplementedError``), fall back to ``signal.signal`` for SIGINT and SIGBREAK; the
+    host closing stdin ends the server on every platform anyway.
+    """
+    try:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                logger.info("received %s, shutting down", signal.Signals(signum).name)
+                stop()
+                return
+    except NotImplementedError:
+        logger.debug("the event loop has no signal handlers; using signal.signal")
+    _install_plain_signal_handlers(stop)
+    await anyio.sleep_forever()
+
+
+def _install_plain_signal_handlers(stop: Callable[[], None]) -> None:
+    """``signal.signal`` handlers that hand ``stop`` to the event loop thread-safely."""
+    loop = asyncio.get_running_loop()
+
+    def handle(signum: int, frame: object) -> None:
+        logger.info("received %s, shutting down", signal.Signals(signum).name)
+        loop.call_soon_threadsafe(stop)
+
+    for name in ("SIGINT", "SIGBREAK"):  # SIGBREAK: Ctrl-Break, Windows only
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        try:
+            signal.signal(signum, handle)
+        except (ValueError, OSError):  # not the main thread, or not allowed here: stdin EOF still ends us
+            logger.debug("cannot handle %s here", name, exc_info=True)

@@ -236,7 +236,9 @@ class ChatStore:
                 Path(path_text).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 # Create the file ourselves so it is 0600 before SQLite writes a byte.
                 # SQLite gives the -wal and -shm files it makes the database file's mode.
-                fd = os.open(path_text, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                # Python's os.open is non-inheritable already (PEP 446), on Windows too, where
+                # os.O_CLOEXEC does not exist; the mode is ignored there (ACLs apply).
+                fd = os.open(path_text, os.O_RDWR | os.O_CREAT, 0o600)
                 os.close(fd)
                 conn = cls._connect(path_text)
             finally:

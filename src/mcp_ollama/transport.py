@@ -8,7 +8,9 @@ library can never corrupt the JSON-RPC stream. Unlike it:
   JSON-RPC message gets -32600 (with the request's id when it has a usable one); the SDK
   drops both silently;
 - stdin is read in a daemon thread, so SIGTERM can end the process without waiting for
-  the client to close its end of the pipe.
+  the client to close its end of the pipe;
+- lines may end in ``\\r\\n`` (a Windows host may send that); what we write always ends in
+  ``\\n`` alone, with both pipes in binary mode on Windows.
 """
 
 from __future__ import annotations
@@ -89,10 +91,10 @@ async def stdio_transport(
     restore: list[tuple[int, int]] = []
     saved_sys_stdout = sys.stdout
     if stdin is None:
-        stdin = os.fdopen(os.dup(0), "rb")  # buffered: readline() returns at a newline on pipes too
+        stdin = os.fdopen(_binary(os.dup(0)), "rb")  # buffered: readline() returns at a newline on pipes
         _divert(0, os.open(os.devnull, os.O_RDONLY), restore)
     if stdout is None:
-        stdout = os.fdopen(os.dup(1), "wb", buffering=0)
+        stdout = os.fdopen(_binary(os.dup(1)), "wb", buffering=0)
         _divert(1, os.dup(2), restore)
         sys.stdout = sys.stderr
     reader_in, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
@@ -140,6 +142,15 @@ async def stdio_transport(
             with suppress(OSError):
                 os.dup2(saved, fd)
                 os.close(saved)
+
+
+def _binary(fd: int) -> int:
+    """``fd`` in binary mode: on Windows the C runtime would otherwise write ``\\n`` as ``\\r\\n``."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        msvcrt.setmode(fd, os.O_BINARY)
+    return fd
 
 
 def _divert(fd: int, replacement: int, restore: list[tuple[int, int]]) -> None:
