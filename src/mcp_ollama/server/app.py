@@ -48,17 +48,17 @@ from mcp_types import (
 )
 from pydantic import BaseModel, Field
 
-from . import __version__
-from .backend import GenerationOptions, OllamaClient
-from .chat import ChatService
-from .errors import BackendError, McpOllamaError, ModelNotFound, SessionNotFound
-from .prompts import COMMON_LANGUAGES, STYLES, render_system_prompt
-from .protocol import Peers, SpecMiddleware, not_found_code
-from .results import ChatResult, ModelList, SessionChange, chat_result, human_size, model_summary
-from .settings import Settings
-from .store import ChatStore, SessionInfo, validate_session_id
-from .transcripts import transcript_json, transcript_markdown
-from .transport import stdio_transport
+from .. import __version__
+from ..backend import GenerationOptions, OllamaClient
+from ..chat import ChatService
+from ..errors import BackendError, McpOllamaError, ModelNotFound, SessionNotFound
+from ..prompts import COMMON_LANGUAGES, STYLES, render_system_prompt
+from ..protocol import Peers, SpecMiddleware, not_found_code
+from ..results import ChatResult, ModelList, SessionChange, chat_result, human_size, model_summary
+from ..settings import Settings
+from ..store import ChatStore, SessionInfo, validate_session_id
+from ..transcripts import transcript_json, transcript_markdown
+from ..transport import stdio_transport
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,5 @@
+"""The MCP face of mcp-ollama: the one boundary where domain errors become ``isError`` results or JSON-RPC errors."""
+
+from .app import build_server, serve
+
+__all__ = ["build_server", "serve"]
