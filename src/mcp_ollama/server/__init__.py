@@ -1,4 +1,7 @@
-"""The MCP face of mcp-ollama: the one boundary where domain errors become ``isError`` results or JSON-RPC errors."""
+"""The MCP face of mcp-ollama.
+
+The one boundary where domain errors become ``isError`` results or JSON-RPC errors.
+"""
 
 from .app import build_server, serve
 

@@ -12,10 +12,8 @@ import asyncio
 import json
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
@@ -41,12 +39,10 @@ from mcp_types import (
     ResourceTemplate,
     SetLevelRequestParams,
     SubscribeRequestParams,
-    TextContent,
     TextResourceContents,
-    ToolAnnotations,
     UnsubscribeRequestParams,
 )
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from .. import __version__
 from ..backend import GenerationOptions, OllamaClient
@@ -59,15 +55,22 @@ from ..settings import Settings
 from ..store import ChatStore, SessionInfo, validate_session_id
 from ..transcripts import transcript_json, transcript_markdown
 from ..transport import stdio_transport
+from .state import (
+    SESSION_URI_PREFIX,
+    SESSION_URI_TEMPLATE,
+    AppState,
+    app_state,
+    error_result,
+    session_uri,
+    structured_result,
+    tool_annotations,
+)
 
 logger = logging.getLogger(__name__)
 
-SESSION_URI_PREFIX = "chat://sessions/"
-SESSION_URI_TEMPLATE = SESSION_URI_PREFIX + "{session_id}"
 MODEL_URI_PREFIX = "ollama://models/"
 MODEL_URI_TEMPLATE = MODEL_URI_PREFIX + "{model}"
 RESOURCES_PAGE_SIZE = 100
-MODEL_CACHE_SECONDS = 30.0
 
 SessionIdArg = Annotated[str, Field(description="The session_id of the conversation.")]
 
@@ -81,67 +84,9 @@ INSTRUCTIONS = (
 # ---------------------------------------------------------------------------- state
 
 
-@dataclass
-class AppState:
-    """What lives for the server's lifetime: built in the lifespan, closed when it ends."""
-
-    settings: Settings
-    client: OllamaClient
-    store: ChatStore
-    chat: ChatService
-    _model_names: tuple[float, list[str]] = field(default=(-1e9, []))
-
-    async def model_names(self) -> list[str]:
-        """Pulled model names, cached briefly; empty (not an error) when Ollama is down."""
-        fetched_at, names = self._model_names
-        if time.monotonic() - fetched_at < MODEL_CACHE_SECONDS:
-            return names
-        try:
-            names = [m.name for m in await self.client.list_models()]
-        except BackendError:
-            names = []
-        self._model_names = (time.monotonic(), names)
-        return names
-
-
-def _state(ctx: Context[Any, Any] | ServerRequestContext[Any, Any]) -> AppState:
-    request_context = ctx.request_context if isinstance(ctx, Context) else ctx
-    state = request_context.lifespan_context
-    assert isinstance(state, AppState)
-    return state
-
-
-def session_uri(session_id: str) -> str:
-    return SESSION_URI_PREFIX + session_id
-
-
 def _not_found(ctx: ServerRequestContext[Any, Any], uri: str) -> MCPError:
     """The protocol error for a resource that does not exist, with the era's code."""
     return MCPError(code=not_found_code(ctx), message="Resource not found", data={"uri": uri[:200]})
-
-
-def _annotations(
-    title: str, *, read_only: bool, idempotent: bool, destructive: bool = False
-) -> ToolAnnotations:
-    """Every tool here works on this machine only: a closed world."""
-    return ToolAnnotations(
-        title=title,
-        read_only_hint=read_only,
-        destructive_hint=None if read_only else destructive,
-        idempotent_hint=idempotent,
-        open_world_hint=False,
-    )
-
-
-def _structured(text: str, result: BaseModel) -> CallToolResult:
-    """A tool result: ``text`` for people and models, ``result`` as ``structuredContent``."""
-    return CallToolResult(
-        content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
-    )
-
-
-def _error_result(exc: Exception) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
 
 
 def _session_resource(info: SessionInfo) -> Resource:
@@ -200,7 +145,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         ctx: ServerRequestContext[AppState], params: PaginatedRequestParams
     ) -> ListResourcesResult:
         try:
-            sessions, cursor = _state(ctx).store.list_sessions(RESOURCES_PAGE_SIZE, params.cursor)
+            sessions, cursor = app_state(ctx).store.list_sessions(RESOURCES_PAGE_SIZE, params.cursor)
         except ValueError:
             raise MCPError(code=INVALID_PARAMS, message="Invalid cursor") from None
         return ListResourcesResult(resources=[_session_resource(s) for s in sessions], next_cursor=cursor)
@@ -232,7 +177,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         info = None
         if uri.startswith(SESSION_URI_PREFIX):
             try:
-                info = _state(ctx).store.get_session(validate_session_id(uri[len(SESSION_URI_PREFIX) :]))
+                info = app_state(ctx).store.get_session(validate_session_id(uri[len(SESSION_URI_PREFIX) :]))
             except McpOllamaError:
                 info = None
         if info is None:
@@ -245,7 +190,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         if params.uri.startswith(MODEL_URI_PREFIX):
             return await read_model(ctx, params.uri)
         info = session_for(ctx, params.uri)
-        messages = _state(ctx).store.messages(info.id)
+        messages = app_state(ctx).store.messages(info.id)
         return ReadResourceResult(
             contents=[
                 TextResourceContents(
@@ -262,7 +207,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         if not name or len(name) > 200:
             raise _not_found(ctx, uri)
         try:
-            show = await _state(ctx).client.show(name)
+            show = await app_state(ctx).client.show(name)
         except ModelNotFound:
             raise _not_found(ctx, uri) from None
         except BackendError as exc:
@@ -300,7 +245,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
 def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
     @server.tool(
         title="Chat with a local model",
-        annotations=_annotations(
+        annotations=tool_annotations(
             "Chat with a local model", read_only=False, destructive=False, idempotent=False
         ),
     )
@@ -329,7 +274,7 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         continue with the earlier turns as context. The model runs on this machine, so it is
         private and free but slower and less capable than a frontier model.
         """
-        state = _state(ctx)
+        state = app_state(ctx)
         request = ctx.request_context
 
         async def progress(tokens: int, text: str) -> None:
@@ -342,7 +287,7 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         except McpOllamaError as exc:
             logger.info("chat failed: %s", exc)
             await peers.log(request, "error", str(exc))
-            return _error_result(exc)
+            return error_result(exc)
         uri = session_uri(outcome.session_id)
         if outcome.new_session:
             await peers.resources_changed()
@@ -354,22 +299,22 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
             f"{outcome.completion_tokens} tokens, {outcome.total_ms:.0f} ms",
         )
         result = chat_result(outcome)
-        return _structured(outcome.answer, result)
+        return structured_result(outcome.answer, result)
 
     @server.tool(
         title="List local models",
-        annotations=_annotations("List local models", read_only=True, idempotent=True),
+        annotations=tool_annotations("List local models", read_only=True, idempotent=True),
     )
     async def list_models(ctx: Context[AppState, Any]) -> Annotated[CallToolResult, ModelList]:
         """List the models pulled into the local Ollama, with size, family, parameter count and quantization.
 
         Use a name from this list as the `model` argument of chat.
         """
-        state = _state(ctx)
+        state = app_state(ctx)
         try:
             models = await state.client.list_models()
         except McpOllamaError as exc:
-            return _error_result(exc)
+            return error_result(exc)
         result = ModelList(models=[model_summary(m) for m in models], default_model=state.settings.model)
         lines = [f"Default model: {result.default_model}"] + [
             f"- {m.name} ({m.parameter_size or '?'} params, {m.quantization or '?'}, "
@@ -378,11 +323,13 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         ]
         if not result.models:
             lines.append(f"No models are pulled. Pull one with `ollama pull {state.settings.model}`.")
-        return _structured("\n".join(lines), result)
+        return structured_result("\n".join(lines), result)
 
     @server.tool(
         title="Delete a chat session",
-        annotations=_annotations("Delete a chat session", read_only=False, destructive=True, idempotent=True),
+        annotations=tool_annotations(
+            "Delete a chat session", read_only=False, destructive=True, idempotent=True
+        ),
     )
     async def delete_session(
         session_id: SessionIdArg, ctx: Context[AppState, Any]
@@ -392,7 +339,7 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
 
     @server.tool(
         title="Clear a chat session's history",
-        annotations=_annotations(
+        annotations=tool_annotations(
             "Clear a chat session's history", read_only=False, destructive=True, idempotent=True
         ),
     )
@@ -406,7 +353,7 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
 async def _change_session(
     ctx: Context[AppState, Any], peers: Peers, session_id: str, *, delete: bool
 ) -> CallToolResult:
-    store = _state(ctx).store
+    store = app_state(ctx).store
     try:
         sid = validate_session_id(session_id)
         info = store.get_session(sid)
@@ -416,13 +363,13 @@ async def _change_session(
         if not changed:
             raise SessionNotFound(sid)
     except McpOllamaError as exc:
-        return _error_result(exc)
+        return error_result(exc)
     if delete:
         await peers.resources_changed()
     await peers.resource_updated(session_uri(sid))
     result = SessionChange(session_id=sid, deleted=delete, cleared_messages=info.message_count)
     verb = "Deleted" if delete else "Cleared"
-    return _structured(f"{verb} session {sid} ({info.message_count} messages).", result)
+    return structured_result(f"{verb} session {sid} ({info.message_count} messages).", result)
 
 
 def _register_prompts(server: MCPServer[AppState]) -> None:
@@ -436,7 +383,7 @@ def _register_prompts(server: MCPServer[AppState]) -> None:
     ) -> str:
         """The system prompt chat sends to the local model; with no arguments, exactly the text sent."""
         try:
-            return render_system_prompt(_state(ctx).settings.system_prompt, language=language, style=style)
+            return render_system_prompt(app_state(ctx).settings.system_prompt, language=language, style=style)
         except ValueError as exc:  # an unknown style: the caller's argument, told as such
             raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
 
@@ -446,7 +393,7 @@ def _register_prompts(server: MCPServer[AppState]) -> None:
         session_id: Annotated[str, Field(description="The stored session to bring into this conversation.")],
     ) -> list[dict[str, Any]]:
         """A stored local conversation as prompt messages, to continue it here."""
-        store = _state(ctx).store
+        store = app_state(ctx).store
         try:
             sid = validate_session_id(session_id)
         except McpOllamaError as exc:
@@ -464,7 +411,7 @@ def _filter(candidates: list[str] | tuple[str, ...], prefix: str) -> Completion:
 
 async def _complete(ctx: ServerRequestContext[AppState], params: CompleteRequestParams) -> CompleteResult:
     """Session ids, model names, styles and languages, wherever an argument of that name appears."""
-    state = _state(ctx)
+    state = app_state(ctx)
     argument = params.argument
     completion = Completion(values=[])
     if argument.name == "session_id":

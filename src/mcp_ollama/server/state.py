@@ -1,0 +1,80 @@
+"""What every handler shares: the lifetime state, and the shapes of tool results."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel
+
+from ..backend import OllamaClient
+from ..chat import ChatService
+from ..errors import BackendError
+from ..settings import Settings
+from ..store import ChatStore
+
+SESSION_URI_PREFIX = "chat://sessions/"
+SESSION_URI_TEMPLATE = SESSION_URI_PREFIX + "{session_id}"
+MODEL_CACHE_SECONDS = 30.0
+
+
+@dataclass
+class AppState:
+    """What lives for the server's lifetime: built in the lifespan, closed when it ends."""
+
+    settings: Settings
+    client: OllamaClient
+    store: ChatStore
+    chat: ChatService
+    _model_names: tuple[float, list[str]] = field(default=(-1e9, []))
+
+    async def model_names(self) -> list[str]:
+        """Pulled model names, cached briefly; empty (not an error) when Ollama is down."""
+        fetched_at, names = self._model_names
+        if time.monotonic() - fetched_at < MODEL_CACHE_SECONDS:
+            return names
+        try:
+            names = [m.name for m in await self.client.list_models()]
+        except BackendError:
+            names = []
+        self._model_names = (time.monotonic(), names)
+        return names
+
+
+def app_state(ctx: Context[Any, Any] | ServerRequestContext[Any, Any]) -> AppState:
+    request_context = ctx.request_context if isinstance(ctx, Context) else ctx
+    state = request_context.lifespan_context
+    assert isinstance(state, AppState)
+    return state
+
+
+def session_uri(session_id: str) -> str:
+    return SESSION_URI_PREFIX + session_id
+
+
+def tool_annotations(
+    title: str, *, read_only: bool, idempotent: bool, destructive: bool = False
+) -> ToolAnnotations:
+    """Every tool here works on this machine only: a closed world."""
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=None if read_only else destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=False,
+    )
+
+
+def structured_result(text: str, result: BaseModel) -> CallToolResult:
+    """A tool result: ``text`` for people and models, ``result`` as ``structuredContent``."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
+    )
+
+
+def error_result(exc: Exception) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
