@@ -62,7 +62,10 @@ def db_path(tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(fake: FakeOllama, db_path: str) -> Settings:
-    return Settings(ollama_url=fake.url, db_path=db_path, generation_timeout=10.0, connect_timeout=2.0)
+    # No preload: most tests count the requests the fake receives; test_jobs.py turns it on.
+    return Settings(
+        ollama_url=fake.url, db_path=db_path, generation_timeout=10.0, connect_timeout=2.0, preload=False
+    )
 
 
 @pytest.fixture(params=ERAS)
@@ -91,6 +94,7 @@ def stdio_params(settings: Settings, *args: str, **env: str) -> StdioServerParam
             "OLLAMA_HOST": settings.ollama_url,
             "MCP_OLLAMA_DB": settings.db_path,
             "MCP_OLLAMA_LOG_LEVEL": "INFO",
+            "MCP_OLLAMA_PRELOAD": "on" if settings.preload else "off",
             **env,
         },
     )

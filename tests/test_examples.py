@@ -15,7 +15,12 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "agent.py"
 
 
 def test_agent_example_holds_a_two_turn_conversation(fake: FakeOllama, settings: Settings) -> None:
-    env = {**os.environ, "OLLAMA_HOST": fake.url, "MCP_OLLAMA_DB": settings.db_path}
+    env = {
+        **os.environ,
+        "OLLAMA_HOST": fake.url,
+        "MCP_OLLAMA_DB": settings.db_path,
+        "MCP_OLLAMA_PRELOAD": "off",
+    }
     done = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

@@ -299,7 +299,12 @@ def test_a_megabyte_line_is_read_in_bulk_not_one_system_call_per_byte(
 
     (One read per byte costs about 0.4 s of CPU per megabyte here, in a thread that holds the GIL.)
     """
-    env = {"OLLAMA_HOST": settings.ollama_url, "MCP_OLLAMA_DB": settings.db_path, "HOME": os.environ["HOME"]}
+    env = {
+        "OLLAMA_HOST": settings.ollama_url,
+        "MCP_OLLAMA_DB": settings.db_path,
+        "MCP_OLLAMA_PRELOAD": "off",
+        "HOME": os.environ["HOME"],
+    }
     with RawServer(env) as server:
         server.initialize()
         assert server.request("ping")["result"] == {}

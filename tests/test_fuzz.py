@@ -84,6 +84,7 @@ def target(_fake_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -
             "OLLAMA_HOST": _fake_server.url,
             "MCP_OLLAMA_DB": str(home / "sessions.sqlite3"),
             "MCP_OLLAMA_LOG_LEVEL": "WARNING",
+            "MCP_OLLAMA_PRELOAD": "off",
             "HOME": str(home),
         }
     )
@@ -543,6 +544,7 @@ def _raw_env(fake: FakeOllama, tmp_path: Path) -> dict[str, str]:
         "OLLAMA_HOST": fake.url,
         "MCP_OLLAMA_DB": str(tmp_path / "sessions.sqlite3"),
         "MCP_OLLAMA_LOG_LEVEL": "WARNING",
+        "MCP_OLLAMA_PRELOAD": "off",
         "HOME": str(tmp_path),
     }
 

@@ -210,7 +210,11 @@ class Inspector:
 
 @pytest.fixture
 def inspector(inspector_cli: InspectorCli, fake: FakeOllama, db_path: str, tmp_path: Path) -> Inspector:
-    return Inspector(inspector_cli, {"OLLAMA_HOST": fake.url, "MCP_OLLAMA_DB": db_path}, tmp_path)
+    return Inspector(
+        inspector_cli,
+        {"OLLAMA_HOST": fake.url, "MCP_OLLAMA_DB": db_path, "MCP_OLLAMA_PRELOAD": "off"},
+        tmp_path,
+    )
 
 
 def only_text(content: list[dict[str, Any]]) -> str:

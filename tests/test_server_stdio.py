@@ -21,6 +21,7 @@ def raw_env(settings: Settings) -> dict[str, str]:
         "OLLAMA_HOST": settings.ollama_url,
         "MCP_OLLAMA_DB": settings.db_path,
         "MCP_OLLAMA_LOG_LEVEL": "INFO",
+        "MCP_OLLAMA_PRELOAD": "on" if settings.preload else "off",
     }
 
 

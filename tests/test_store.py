@@ -58,7 +58,7 @@ def add_turns(store: ChatStore, session_id: str, count: int, start: int = 1) -> 
 
 def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: Path) -> None:
     tables = raw(db_path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-    assert [t for (t,) in tables] == ["_migrations", "messages", "sessions", "sqlite_sequence"]
+    assert [t for (t,) in tables] == ["_migrations", "jobs", "messages", "sessions", "sqlite_sequence"]
 
     def columns(table: str) -> list[tuple[Any, ...]]:
         # (name, type, notnull, default, pk)
@@ -81,6 +81,20 @@ def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: P
         ("created_at", "TEXT", 1, None, 0),
         ("meta", "TEXT", 0, None, 0),
     ]
+    assert columns("jobs") == [
+        ("id", "TEXT", 0, None, 1),
+        ("session_id", "TEXT", 1, None, 0),
+        ("model", "TEXT", 1, None, 0),
+        ("status", "TEXT", 1, None, 0),
+        ("owner", "TEXT", 1, None, 0),
+        ("requester", "TEXT", 0, None, 0),
+        ("started_at", "TEXT", 1, None, 0),
+        ("heartbeat_at", "TEXT", 1, None, 0),
+        ("finished_at", "TEXT", 0, None, 0),
+        ("expires_at", "TEXT", 0, None, 0),
+        ("detail", "TEXT", 0, None, 0),
+        ("result", "TEXT", 0, None, 0),
+    ]
     assert columns("_migrations") == [
         ("name", "TEXT", 0, None, 1),
         ("applied_at", "TEXT", 1, None, 0),
@@ -91,6 +105,7 @@ def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: P
         "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
     )
     assert indexes == [
+        ("idx_jobs_session_id", "jobs"),
         ("idx_messages_session_id", "messages"),
         ("idx_sessions_updated_at", "sessions"),
     ]
@@ -109,8 +124,11 @@ def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: P
     ]
 
     migrations = raw(db_path, "SELECT name FROM _migrations ORDER BY name")
-    assert migrations == [("m001_create_sessions_and_messages",)]
-    assert [m.__name__ for m in store_module.MIGRATIONS] == ["m001_create_sessions_and_messages"]
+    assert migrations == [("m001_create_sessions_and_messages",), ("m002_create_jobs",)]
+    assert [m.__name__ for m in store_module.MIGRATIONS] == [
+        "m001_create_sessions_and_messages",
+        "m002_create_jobs",
+    ]
 
 
 def test_reopening_keeps_data_and_does_not_rerun_migrations(db_path: Path) -> None:
@@ -136,35 +154,38 @@ def test_a_newly_added_migration_runs_once_on_the_next_open(
 
     calls: list[str] = []
 
-    def m002_add_pinned(conn: sqlite3.Connection) -> None:
-        calls.append("m002")
+    def m003_add_pinned(conn: sqlite3.Connection) -> None:
+        calls.append("m003")
         conn.execute("ALTER TABLE sessions ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m002_add_pinned))
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m003_add_pinned))
     with ChatStore.open(db_path) as second:
         assert second.get_session("s1") is not None
     with ChatStore.open(db_path):
         pass
 
-    assert calls == ["m002"]
+    assert calls == ["m003"]
     names = raw(db_path, "SELECT name FROM _migrations ORDER BY name")
-    assert names == [("m001_create_sessions_and_messages",), ("m002_add_pinned",)]
+    assert names == [("m001_create_sessions_and_messages",), ("m002_create_jobs",), ("m003_add_pinned",)]
 
 
 def test_a_failing_migration_leaves_no_trace(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with ChatStore.open(db_path):
         pass
 
-    def m002_broken(conn: sqlite3.Connection) -> None:
+    def m003_broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half_done (x INTEGER)")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m002_broken))
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m003_broken))
     with pytest.raises(RuntimeError, match="boom"):
         ChatStore.open(db_path)
 
     assert raw(db_path, "SELECT name FROM sqlite_master WHERE name = 'half_done'") == []
-    assert raw(db_path, "SELECT name FROM _migrations") == [("m001_create_sessions_and_messages",)]
+    assert raw(db_path, "SELECT name FROM _migrations ORDER BY name") == [
+        ("m001_create_sessions_and_messages",),
+        ("m002_create_jobs",),
+    ]
 
 
 # --- the file on disk -------------------------------------------------------------------

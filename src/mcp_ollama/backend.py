@@ -360,6 +360,23 @@ class OllamaClient:
         except (TypeError, ValidationError) as exc:
             self._raise_unexpected_body(response, exc)
 
+    async def load(self, request: ChatRequest) -> ChatChunk:
+        """Load ``request.model`` (a chat with no messages); Ollama answers ``done_reason: "load"``."""
+        body = request.model_copy(update={"messages": [], "stream": False}).to_ollama()
+        response, data = await self._request_json("POST", "/api/chat", body=body, model=request.model)
+        try:
+            return ChatChunk.model_validate(data)
+        except ValidationError as exc:
+            self._raise_unexpected_body(response, exc)
+
+    async def loaded_models(self) -> list[str]:
+        """Names of the models Ollama holds in memory now (``GET /api/ps``)."""
+        response, data = await self._request_json("GET", "/api/ps")
+        try:
+            return [m.name for m in _TagsResponse.model_validate(data).models]
+        except ValidationError as exc:
+            self._raise_unexpected_body(response, exc)
+
     async def version(self) -> str:
         """Ollama's version string (``GET /api/version``)."""
         response, data = await self._request_json("GET", "/api/version")

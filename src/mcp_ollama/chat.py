@@ -1,19 +1,19 @@
 """One chat turn, from message to stored answer, with nothing about MCP in it.
 
-``ChatService.turn`` validates the input, loads the session's recent history, trims it to
-the model's context budget, streams the answer from Ollama while reporting progress at a
-bounded rate, and only then writes the user message and the answer to the store in one
-transaction. A turn that fails or is cancelled writes nothing. Calls on one session are
+``ChatService.plan`` validates the input; ``ChatService.run`` loads the session's recent
+history, trims it to the model's context budget, streams the answer from Ollama while telling a
+``TurnObserver`` of each piece, and only then writes the user message and the answer to the
+store in one transaction. A turn that fails or is cancelled writes nothing. Calls on one session are
 serialised; different sessions run concurrently.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
@@ -22,9 +22,6 @@ from .errors import InputError, InputTooLarge
 from .prompts import render_system_prompt
 from .settings import Settings
 from .store import ChatStore, StoredMessage, new_session_id, validate_session_id
-
-ProgressCallback = Callable[[int, str], Awaitable[None]]
-"""Called with the number of tokens received so far and a short human-readable message."""
 
 _CHARS_PER_TOKEN = 4
 _MESSAGE_OVERHEAD_TOKENS = 4
@@ -92,6 +89,10 @@ class _SessionLocks:
 
     _locks: dict[str, tuple[anyio.Lock, int]] = field(default_factory=dict)
 
+    def busy(self, session_id: str) -> bool:
+        """Whether a turn of ``session_id`` is running (or waiting) now."""
+        return session_id in self._locks
+
     @asynccontextmanager
     async def hold(self, session_id: str) -> AsyncIterator[None]:
         lock, users = self._locks.get(session_id, (anyio.Lock(), 0))
@@ -111,6 +112,31 @@ def _ms(nanoseconds: int) -> float:
     return round(nanoseconds / 1e6, 3)
 
 
+class TurnObserver(Protocol):
+    """What a running turn tells whoever follows it; every call is quick and never blocks."""
+
+    def queued(self) -> None:
+        """Another turn of the same session is being written; this one waits for it."""
+
+    def requested(self, prompt_tokens: int) -> None:
+        """The request went to Ollama with about ``prompt_tokens`` tokens of prompt."""
+
+    def token(self, text: str) -> None:
+        """A piece of the answer arrived."""
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """A validated chat turn, ready to run: everything ``ChatService.run`` needs."""
+
+    message: str
+    session_id: str
+    model: str
+    options: GenerationOptions | None
+    job_id: str | None = None
+    """The job running this turn, if any: its record is closed in the turn's own transaction."""
+
+
 class ChatService:
     """Runs chat turns against one Ollama client and one session store."""
 
@@ -125,20 +151,15 @@ class ChatService:
         """Exactly the system message every turn sends."""
         return render_system_prompt(self._settings.system_prompt)
 
-    async def turn(
+    def plan(
         self,
         message: str,
         *,
         session_id: str | None = None,
         model: str | None = None,
         options: GenerationOptions | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> TurnOutcome:
-        """Send ``message`` in ``session_id`` (a new session when ``None``) and store the turn.
-
-        Raises ``InputError`` subclasses for unusable input and ``BackendError`` subclasses when
-        Ollama fails; in both cases, and on cancellation, the store is left untouched.
-        """
+    ) -> TurnPlan:
+        """Check a turn's input; raises ``InputError`` subclasses for anything unusable."""
         _require_unicode("message", message)
         _require_unicode("model", model or "")
         for stop in (options.stop or []) if options else []:
@@ -154,40 +175,80 @@ class ChatService:
         if not model_name or len(model_name) > 200:
             raise InputError("The model name must be 1-200 characters, such as 'llama3:8b'.")
         sid = validate_session_id(session_id) if session_id is not None else new_session_id()
+        return TurnPlan(message=message, session_id=sid, model=model_name, options=options)
 
+    def preload_request(self, model: str | None = None) -> ChatRequest:
+        """The request that loads ``model`` (default: the configured one) exactly as chats will use it.
+
+        Same ``keep_alive`` and ``num_ctx`` as every turn sends: a different ``num_ctx`` would make
+        Ollama load the model again on the first chat.
+        """
+        return ChatRequest(
+            model=model or self._settings.model,
+            messages=[],
+            stream=False,
+            options=_with_default_ctx(None, self._settings.num_ctx),
+            keep_alive=self._settings.keep_alive,
+        )
+
+    async def turn(
+        self,
+        message: str,
+        *,
+        session_id: str | None = None,
+        model: str | None = None,
+        options: GenerationOptions | None = None,
+        observer: TurnObserver | None = None,
+    ) -> TurnOutcome:
+        """Send ``message`` in ``session_id`` (a new session when ``None``) and store the turn."""
+        plan = self.plan(message, session_id=session_id, model=model, options=options)
+        return await self.run(plan, observer or _Unobserved())
+
+    async def run(self, plan: TurnPlan, observer: TurnObserver) -> TurnOutcome:
+        """Run a planned turn: history, the streamed answer, then the turn stored in one transaction.
+
+        Raises ``InputError`` subclasses when the message does not fit the context and
+        ``BackendError`` subclasses when Ollama fails; in both cases, and on cancellation,
+        the store is left untouched.
+        """
+        sid, options = plan.session_id, plan.options
+        if self._locks.busy(sid):
+            observer.queued()
         async with self._locks.hold(sid):
             history = [_to_chat(m) for m in self._store.recent_messages(sid, self._settings.history_turns)]
             system = ChatMessage(role="system", content=self.system_prompt)
-            user = ChatMessage(role="user", content=message)
+            user = ChatMessage(role="user", content=plan.message)
             context_tokens = (options.num_ctx if options and options.num_ctx else None) or (
                 self._settings.context_tokens
             )
             budget = context_tokens - answer_reserve(context_tokens, options)
             history = fit_history(system, history, user, budget)
             request = ChatRequest(
-                model=model_name,
+                model=plan.model,
                 messages=[system, *history, user],
                 stream=True,
                 options=_with_default_ctx(options, self._settings.num_ctx),
                 keep_alive=self._settings.keep_alive,
             )
-            answer, final = await self._stream(request, on_progress)
+            observer.requested(sum(estimate_tokens(m.content) for m in request.messages))
+            answer, final = await self._stream(request, observer)
             created = self._store.append_turn(
                 sid,
-                model=model_name,
-                user=message,
+                model=plan.model,
+                user=plan.message,
                 assistant=answer,
                 meta={
-                    "model": model_name,
+                    "model": plan.model,
                     "done_reason": final.done_reason,
                     "prompt_tokens": final.prompt_eval_count,
                     "completion_tokens": final.eval_count,
                     "total_ms": _ms(final.total_duration),
                 },
+                job_id=plan.job_id,
             )
         return TurnOutcome(
             session_id=sid,
-            model=final.model or model_name,
+            model=final.model or plan.model,
             answer=answer,
             done_reason=final.done_reason,
             prompt_tokens=final.prompt_eval_count,
@@ -200,26 +261,28 @@ class ChatService:
             new_session=created,
         )
 
-    async def _stream(
-        self, request: ChatRequest, on_progress: ProgressCallback | None
-    ) -> tuple[str, ChatChunk]:
-        """Collect the streamed answer, reporting progress at most every ``progress_interval`` seconds."""
+    async def _stream(self, request: ChatRequest, observer: TurnObserver) -> tuple[str, ChatChunk]:
+        """Collect the streamed answer, telling ``observer`` of every piece."""
         pieces: list[str] = []
-        tokens = 0
-        last_report = -math.inf
-        interval = self._settings.progress_interval
         async with self._client.chat_stream(request) as chunks:
             async for chunk in chunks:
                 if chunk.message is not None and chunk.message.content:
                     pieces.append(chunk.message.content)
-                    tokens += 1
-                    now = time.monotonic()
-                    if on_progress is not None and now - last_report >= interval:
-                        last_report = now
-                        await on_progress(tokens, f"{request.model}: {tokens} tokens so far")
+                    observer.token(chunk.message.content)
                 if chunk.done:
                     return "".join(pieces), chunk
         raise AssertionError("chat_stream ended without a final chunk")  # backend guarantees a done chunk
+
+
+class _Unobserved:
+    def queued(self) -> None:
+        pass
+
+    def requested(self, prompt_tokens: int) -> None:
+        pass
+
+    def token(self, text: str) -> None:
+        pass
 
 
 def _require_unicode(name: str, value: str) -> None:

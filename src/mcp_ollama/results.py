@@ -5,6 +5,8 @@ Plain data, nothing about MCP: ``server.py`` puts these into ``structuredContent
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from .backend import ModelInfo
@@ -27,19 +29,37 @@ class Timings(BaseModel):
     eval_ms: float = Field(description="Time spent generating the answer, in milliseconds.")
 
 
+ChatStatus = Literal["complete", "generating", "stored", "cancelled", "interrupted"]
+
+
 class ChatResult(BaseModel):
     """The answer to one chat message, and where it was stored."""
 
     session_id: str = Field(description="Pass this as session_id to continue the conversation.")
     model: str = Field(description="The model that answered.")
-    answer: str = Field(description="The model's answer.")
-    done_reason: str | None = Field(
-        description="Why generation stopped: 'stop' (finished) or 'length' (hit num_predict/the context)."
+    answer: str = Field(
+        description="The model's answer (while status is 'generating': the part written so far)."
     )
-    new_session: bool = Field(description="True when this call started the session.")
-    history_messages: int = Field(description="Earlier messages of the session sent along with this one.")
-    usage: Usage
-    timings: Timings
+    done_reason: str | None = Field(
+        default=None,
+        description="Why generation stopped: 'stop' (finished) or 'length' (hit num_predict/the context).",
+    )
+    new_session: bool = Field(default=False, description="True when this call started the session.")
+    history_messages: int = Field(
+        default=0, description="Earlier messages of the session sent along with this one."
+    )
+    usage: Usage | None = Field(default=None, description="Token counts, once the answer is complete.")
+    timings: Timings | None = Field(
+        default=None, description="Ollama's timings, once the answer is complete."
+    )
+    status: ChatStatus = Field(
+        default="complete",
+        description="'complete': the whole answer, stored in the session. 'generating': the local model is "
+        "still writing; call chat_result with this session_id for the rest. 'stored': the session's last "
+        "stored answer (nothing was being written). 'cancelled' / 'interrupted': the answer was stopped "
+        "and nothing of it was stored.",
+    )
+    tokens_so_far: int = Field(default=0, description="Pieces of the answer received so far.")
 
 
 class ModelSummary(BaseModel):
@@ -58,6 +78,14 @@ class ModelList(BaseModel):
     default_model: str = Field(description="The model chat uses when none is named.")
 
 
+class ChatCancel(BaseModel):
+    """What cancel_chat did."""
+
+    session_id: str
+    cancelled: bool = Field(description="True when a generation was running (or queued) and is now stopped.")
+    discarded_tokens: int = Field(description="Pieces of the unfinished answer that were thrown away.")
+
+
 class SessionChange(BaseModel):
     """What a session-changing tool did."""
 
@@ -66,7 +94,7 @@ class SessionChange(BaseModel):
     cleared_messages: int = Field(description="How many stored messages were removed.")
 
 
-def chat_result(outcome: TurnOutcome) -> ChatResult:
+def complete_result(outcome: TurnOutcome) -> ChatResult:
     return ChatResult(
         session_id=outcome.session_id,
         model=outcome.model,
@@ -81,6 +109,7 @@ def chat_result(outcome: TurnOutcome) -> ChatResult:
             prompt_eval_ms=outcome.prompt_eval_ms,
             eval_ms=outcome.eval_ms,
         ),
+        tokens_so_far=outcome.completion_tokens,
     )
 
 

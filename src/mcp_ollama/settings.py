@@ -53,6 +53,12 @@ class Settings:
     """Largest ``message`` accepted by ``chat``, in characters."""
     progress_interval: float = 0.1
     """Smallest gap in seconds between two progress notifications of one call."""
+    answer_deadline: float = 50.0
+    """Seconds ``chat`` waits for the answer before returning what it has; 0 waits as long as it takes."""
+    heartbeat_interval: float = 4.0
+    """Seconds between progress notifications while the model loads or reads the prompt."""
+    preload: bool = True
+    """Load the default model in the background when the server starts."""
     log_level: str = "WARNING"
     """Threshold for the server's own log on stderr."""
 
@@ -139,6 +145,28 @@ SETTINGS_SPEC: tuple[SettingSpec, ...] = (
         "TOKENS",
     ),
     SettingSpec(
+        "answer_deadline",
+        "--answer-deadline",
+        "MCP_OLLAMA_ANSWER_DEADLINE",
+        "Seconds chat waits for an answer before returning the part written so far (the model "
+        "keeps writing; chat_result gets the rest). 0 waits as long as it takes. Default 50.",
+        "SECONDS",
+    ),
+    SettingSpec(
+        "heartbeat_interval",
+        "--heartbeat-interval",
+        "MCP_OLLAMA_HEARTBEAT_INTERVAL",
+        "Seconds between progress notifications while the model loads or reads the prompt. Default 4.",
+        "SECONDS",
+    ),
+    SettingSpec(
+        "preload",
+        "--preload",
+        "MCP_OLLAMA_PRELOAD",
+        "Load the default model in the background at start (on/off). Default on.",
+        "ON|OFF",
+    ),
+    SettingSpec(
         "max_message_chars",
         "--max-message-chars",
         "MCP_OLLAMA_MAX_MESSAGE_CHARS",
@@ -221,6 +249,27 @@ def _positive_number(name: str, raw: str, kind: type[int] | type[float]) -> int 
     return number
 
 
+_SWITCHES = {
+    "1": True,
+    "on": True,
+    "true": True,
+    "yes": True,
+    "0": False,
+    "off": False,
+    "false": False,
+    "no": False,
+}
+
+
+def _switch(name: str, raw: str) -> bool:
+    try:
+        return _SWITCHES[raw.strip().lower()]
+    except KeyError:
+        raise SettingsError(
+            f"{name}: {raw!r} is not on or off (also accepted: 1/0, true/false, yes/no)"
+        ) from None
+
+
 def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str] | None = None) -> Settings:
     """Build ``Settings`` from flag values (by setting name; ``None`` = not given) over the environment.
 
@@ -253,9 +302,16 @@ def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str] | 
     for name in ("history_turns", "num_ctx", "max_message_chars"):
         if name in raw:
             values[name] = _positive_number(names[name], raw[name], int)
-    for name in ("connect_timeout", "generation_timeout"):
+    for name in ("connect_timeout", "generation_timeout", "heartbeat_interval"):
         if name in raw:
             values[name] = _positive_number(names[name], raw[name], float)
+    if "answer_deadline" in raw:
+        deadline = raw["answer_deadline"].strip()
+        values["answer_deadline"] = (
+            0.0 if deadline == "0" else _positive_number(names["answer_deadline"], deadline, float)
+        )
+    if "preload" in raw:
+        values["preload"] = _switch(names["preload"], raw["preload"])
     if "db_path" in raw:
         db = raw["db_path"]
         values["db_path"] = db if db == ":memory:" else str(Path(db).expanduser())

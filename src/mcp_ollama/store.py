@@ -29,6 +29,7 @@ from mcp_ollama.errors import InvalidSessionId, SessionNotFound
 __all__ = [
     "SESSION_ID_PATTERN",
     "ChatStore",
+    "JobRecord",
     "SessionInfo",
     "StoredMessage",
     "derive_title",
@@ -101,6 +102,26 @@ class SessionInfo:
     message_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A generation's record: one that outlived its request, or an MCP task."""
+
+    id: str
+    session_id: str
+    model: str
+    status: str
+    """``running``, ``complete``, ``failed``, ``cancelled`` or ``interrupted``."""
+    owner: str
+    """The server process that runs (or ran) it."""
+    started_at: datetime
+    heartbeat_at: datetime
+    requester: str | None = None
+    finished_at: datetime | None = None
+    expires_at: datetime | None = None
+    detail: str | None = None
+    result: str | None = None
+
+
 def _now() -> str:
     return _format_time(datetime.now(UTC))
 
@@ -152,7 +173,35 @@ def m001_create_sessions_and_messages(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX idx_sessions_updated_at ON sessions(updated_at DESC, id DESC)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_create_sessions_and_messages,)
+def m002_create_jobs(conn: sqlite3.Connection) -> None:
+    # A generation that outlived the request that started it, or ran as an MCP task. A turn's
+    # messages and its job's 'complete' are written in one transaction.
+    conn.execute(
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('running', 'complete', 'failed', 'cancelled', 'interrupted')),
+            owner TEXT NOT NULL,          /* the server process that runs it */
+            requester TEXT,               /* the MCP connection whose task it is; NULL: no task */
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL,   /* the owner refreshes this while it runs */
+            finished_at TEXT,
+            expires_at TEXT,              /* a task's end of life (its ttl); NULL: no task */
+            detail TEXT,                  /* why it failed, or was cancelled or interrupted */
+            result TEXT                   /* a task's tool result, as JSON */
+        )
+        """
+    )
+    conn.execute("CREATE INDEX idx_jobs_session_id ON jobs(session_id, started_at DESC)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    m001_create_sessions_and_messages,
+    m002_create_jobs,
+)
 
 
 # --- the store --------------------------------------------------------------------------
@@ -163,6 +212,31 @@ _SESSION_COLUMNS = """
 """
 
 _Row = tuple[Any, ...]
+
+_JOB_COLUMNS = (
+    "id, session_id, model, status, owner, started_at, heartbeat_at, requester, finished_at,"
+    " expires_at, detail, result"
+)
+
+
+def _job_from_row(row: _Row) -> JobRecord:
+    def when(text: str | None) -> datetime | None:
+        return _parse_time(text) if text else None
+
+    return JobRecord(
+        id=row[0],
+        session_id=row[1],
+        model=row[2],
+        status=row[3],
+        owner=row[4],
+        started_at=_parse_time(row[5]),
+        heartbeat_at=_parse_time(row[6]),
+        requester=row[7],
+        finished_at=when(row[8]),
+        expires_at=when(row[9]),
+        detail=row[10],
+        result=row[11],
+    )
 
 
 def _session_from_row(row: _Row) -> SessionInfo:
@@ -410,13 +484,15 @@ class ChatStore:
         user: str,
         assistant: str,
         meta: Mapping[str, object] | None = None,
+        job_id: str | None = None,
     ) -> bool:
         """Store one turn (the user's message and the answer) atomically.
 
         Creates the session if it does not exist, titled after ``user``. ``meta`` (token
         counts, timings) is stored as JSON with the assistant message, along with
-        ``model``. Returns True if this call created the session. Either the whole turn
-        is written or, if anything fails, nothing is.
+        ``model``. A recorded job ``job_id`` is marked complete in the same transaction.
+        Returns True if this call created the session. Either the whole turn is written
+        or, if anything fails, nothing is.
         """
         validate_session_id(session_id)
         # Serialise before the transaction: a value JSON cannot hold fails here, early.
@@ -447,6 +523,11 @@ class ChatStore:
                 """,
                 (turn, now, model, derive_title(user), session_id),
             )
+            if job_id is not None:
+                conn.execute(
+                    "UPDATE jobs SET status = 'complete', finished_at = ?, heartbeat_at = ? WHERE id = ?",
+                    (now, now, job_id),
+                )
         return created
 
     @staticmethod
@@ -487,6 +568,95 @@ class ChatStore:
                 return False
             conn.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
         return True
+
+    # --- jobs -----------------------------------------------------------------------
+
+    def record_job(self, job: JobRecord) -> None:
+        """Write (or overwrite) a job's record."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO jobs (id, session_id, model, status, owner, requester, started_at,"
+                " heartbeat_at, finished_at, expires_at, detail, result)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    job.session_id,
+                    job.model,
+                    job.status,
+                    job.owner,
+                    job.requester,
+                    _format_time(job.started_at),
+                    _format_time(job.heartbeat_at),
+                    _format_time(job.finished_at) if job.finished_at else None,
+                    _format_time(job.expires_at) if job.expires_at else None,
+                    job.detail,
+                    job.result,
+                ),
+            )
+
+    def finish_job(
+        self, job_id: str, status: str, detail: str | None = None, result: str | None = None
+    ) -> None:
+        """Close a running job's record as ``status``; a finished record is left as it is."""
+        now = _now()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = ?, detail = ?, result = coalesce(?, result), finished_at = ?,"
+                " heartbeat_at = ? WHERE id = ? AND status = 'running'",
+                (status, detail, result, now, now, job_id),
+            )
+
+    def set_job_result(self, job_id: str, result: str) -> None:
+        """Keep a finished task's tool result (JSON) with its record."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE jobs SET result = ? WHERE id = ?", (result, job_id))
+
+    def touch_jobs(self, owner: str) -> None:
+        """Refresh the heartbeat of every job ``owner`` is running: it is alive."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET heartbeat_at = ? WHERE owner = ? AND status = 'running'", (_now(), owner)
+            )
+
+    def latest_job(self, session_id: str) -> JobRecord | None:
+        """The most recently started recorded job of ``session_id``."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE session_id = ? ORDER BY started_at DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+        return None if row is None else _job_from_row(row)
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _job_from_row(row)
+
+    def last_answer(self, session_id: str) -> tuple[StoredMessage, dict[str, Any]] | None:
+        """The session's newest assistant message and its meta (model, token counts)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT role, content, created_at, meta FROM messages"
+                " WHERE session_id = ? AND role = 'assistant' ORDER BY id DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            meta = json.loads(row[3]) if row[3] else {}
+        except ValueError:
+            meta = {}
+        return _message_from_row(row[:3]), meta if isinstance(meta, dict) else {}
+
+    def delete_expired_jobs(self, now: datetime | None = None) -> int:
+        """Forget task records whose time to live has passed; returns how many."""
+        moment = _format_time(now or datetime.now(UTC))
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at < ? AND status != 'running'",
+                (moment,),
+            )
+        return cur.rowcount
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

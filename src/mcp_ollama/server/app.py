@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -45,16 +46,18 @@ from mcp_types import (
 from pydantic import Field
 
 from .. import __version__
-from ..backend import GenerationOptions, OllamaClient
+from ..backend import OllamaClient
 from ..chat import ChatService
+from ..core.jobs import Job, Jobs
 from ..errors import BackendError, McpOllamaError, ModelNotFound, SessionNotFound
 from ..prompts import COMMON_LANGUAGES, STYLES, render_system_prompt
 from ..protocol import Peers, SpecMiddleware, not_found_code
-from ..results import ChatResult, ModelList, SessionChange, chat_result, human_size, model_summary
+from ..results import ModelList, SessionChange, human_size, model_summary
 from ..settings import Settings
 from ..store import ChatStore, SessionInfo, validate_session_id
 from ..transcripts import transcript_json, transcript_markdown
 from ..transport import stdio_transport
+from . import chat_tools
 from .state import (
     SESSION_URI_PREFIX,
     SESSION_URI_TEMPLATE,
@@ -117,7 +120,27 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.generation_timeout,
             ) as client:
-                yield AppState(settings, client, store, ChatService(settings, client, store))
+                chat = ChatService(settings, client, store)
+
+                async def announce(job: Job) -> None:
+                    """A stored turn changes its session resource (and the list, for a new session)."""
+                    if job.outcome is not None and job.outcome.new_session:
+                        await peers.resources_changed()
+                    await peers.resource_updated(session_uri(job.session_id))
+
+                async def is_loaded(model: str) -> bool:
+                    return model in await client.loaded_models()
+
+                async with Jobs(
+                    chat,
+                    store,
+                    probe=is_loaded,
+                    on_finished=announce,
+                    heartbeat_interval=settings.heartbeat_interval,
+                ) as jobs:
+                    if settings.preload:
+                        jobs.spawn(lambda: preload(client, chat))
+                    yield AppState(settings, client, store, chat, jobs, peers)
         finally:
             store.close()
 
@@ -243,63 +266,27 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
 
 
 def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
-    @server.tool(
+    server.add_tool(
+        chat_tools.chat,
         title="Chat with a local model",
         annotations=tool_annotations(
             "Chat with a local model", read_only=False, destructive=False, idempotent=False
         ),
     )
-    async def chat(
-        message: Annotated[str, Field(description="The message to send to the local model.")],
-        ctx: Context[AppState, Any],
-        session_id: Annotated[
-            str | None,
-            Field(
-                description="Continue this conversation (the session_id a previous chat call returned). "
-                "Omit to start a new one. 1-64 characters: letters, digits, '-' and '_'."
-            ),
-        ] = None,
-        model: Annotated[
-            str | None,
-            Field(description="Ollama model to use, e.g. 'llama3:8b'. Omit for the server's default."),
-        ] = None,
-        options: Annotated[
-            GenerationOptions | None,
-            Field(description="Generation options passed to Ollama (temperature, seed, num_predict, ...)."),
-        ] = None,
-    ) -> Annotated[CallToolResult, ChatResult]:
-        """Send a message to a local LLM (Ollama) and get its answer.
-
-        The conversation is remembered: the answer includes a session_id; pass it back to
-        continue with the earlier turns as context. The model runs on this machine, so it is
-        private and free but slower and less capable than a frontier model.
-        """
-        state = app_state(ctx)
-        request = ctx.request_context
-
-        async def progress(tokens: int, text: str) -> None:
-            await ctx.report_progress(tokens, None, text)
-
-        try:
-            outcome = await state.chat.turn(
-                message, session_id=session_id, model=model, options=options, on_progress=progress
-            )
-        except McpOllamaError as exc:
-            logger.info("chat failed: %s", exc)
-            await peers.log(request, "error", str(exc))
-            return error_result(exc)
-        uri = session_uri(outcome.session_id)
-        if outcome.new_session:
-            await peers.resources_changed()
-        await peers.resource_updated(uri)
-        await peers.log(
-            request,
-            "info",
-            f"{outcome.model} answered in session {outcome.session_id}: "
-            f"{outcome.completion_tokens} tokens, {outcome.total_ms:.0f} ms",
-        )
-        result = chat_result(outcome)
-        return structured_result(outcome.answer, result)
+    server.add_tool(
+        chat_tools.chat_result,
+        title="Get a chat answer still being written",
+        annotations=tool_annotations(
+            "Get a chat answer still being written", read_only=True, idempotent=False
+        ),
+    )
+    server.add_tool(
+        chat_tools.cancel_chat,
+        title="Stop an answer being written",
+        annotations=tool_annotations(
+            "Stop an answer being written", read_only=False, destructive=True, idempotent=True
+        ),
+    )
 
     @server.tool(
         title="List local models",
@@ -427,6 +414,18 @@ async def _complete(ctx: ServerRequestContext[AppState], params: CompleteRequest
 
 
 # ---------------------------------------------------------------------------- running
+
+
+async def preload(client: OllamaClient, chat: ChatService) -> None:
+    """Ask Ollama to load the default model now, as chats will use it; quietly skipped if it is down."""
+    request = chat.preload_request()
+    started = time.monotonic()
+    try:
+        await client.load(request)
+    except McpOllamaError as exc:
+        logger.info("did not preload %s: %s", request.model, exc)
+        return
+    logger.info("preloaded %s in %.1f s", request.model, time.monotonic() - started)
 
 
 async def serve(settings: Settings) -> None:

@@ -13,7 +13,9 @@ from pydantic import BaseModel
 
 from ..backend import OllamaClient
 from ..chat import ChatService
+from ..core.jobs import Jobs
 from ..errors import BackendError
+from ..protocol import Peers
 from ..settings import Settings
 from ..store import ChatStore
 
@@ -30,6 +32,8 @@ class AppState:
     client: OllamaClient
     store: ChatStore
     chat: ChatService
+    jobs: Jobs
+    peers: Peers
     _model_names: tuple[float, list[str]] = field(default=(-1e9, []))
 
     async def model_names(self) -> list[str]:

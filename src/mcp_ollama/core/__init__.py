@@ -1,0 +1,1 @@
+"""The domain: chat turns and the jobs that run them; nothing about MCP or HTTP."""

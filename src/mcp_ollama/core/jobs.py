@@ -1,0 +1,376 @@
+"""Generations that outlive the request that asked for them.
+
+A ``Job`` runs one chat turn in the server's own task group (``Jobs``, opened in the server's
+lifespan), so a request that stops waiting (its answer deadline passed) does not stop the
+model. Requests wait on a job with ``Job.wait`` and relay its progress with ``follow``. A job
+that outlives its request is recorded in the store, so a later request, or another process
+after a restart, can tell what became of it. Nothing here knows about MCP or HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..errors import McpOllamaError
+
+if TYPE_CHECKING:
+    from ..chat import ChatService, TurnOutcome, TurnPlan
+    from ..store import ChatStore, JobRecord
+
+logger = logging.getLogger(__name__)
+
+LIVENESS_INTERVAL = 15.0
+"""Seconds between refreshes of a running recorded job's heartbeat."""
+STALE_AFTER = timedelta(seconds=4 * LIVENESS_INTERVAL)
+"""A running record not refreshed for this long belongs to a process that died."""
+FINISHED_KEPT = 256
+"""Finished jobs kept in memory for ``chat_result``; older ones are answered from the store."""
+
+Probe = Callable[[str], Awaitable[bool]]
+"""Whether Ollama has ``model`` loaded now."""
+Report = Callable[[float, str], Awaitable[None]]
+"""Send one progress notification: a strictly increasing value and a message."""
+Finished = Callable[["Job"], Awaitable[None]]
+"""Called once a job's turn is stored, before anyone waiting hears of it."""
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    """Waiting for an earlier turn of the same session to finish."""
+    STARTED = "started"
+    """Sent to Ollama; no token yet (the model is loading or reading the prompt)."""
+    WRITING = "writing"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """The server stopped before the answer was complete."""
+
+
+FINAL_STATES = frozenset({JobState.COMPLETE, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED})
+
+
+class JobFailed(McpOllamaError):
+    """Something outside the domain's error tree broke a job; the message says what to do."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One chat turn running in the background, and everything known about it so far."""
+
+    id: str
+    plan: TurnPlan
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    state: JobState = JobState.STARTED
+    tokens: int = 0
+    """Pieces of the answer received so far."""
+    prompt_tokens: int = 0
+    """Estimated tokens of the prompt sent to Ollama."""
+    message: str = ""
+    """What is happening now, for progress notifications."""
+    outcome: TurnOutcome | None = None
+    error: McpOllamaError | None = None
+    stop_reason: str = ""
+    recorded: bool = False
+    """Whether the store holds a record of this job."""
+    pieces: list[str] = field(default_factory=list)
+    last_change: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _changed: anyio.Event = field(default_factory=anyio.Event)
+    _done: anyio.Event = field(default_factory=anyio.Event)
+    _scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    _exited: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def session_id(self) -> str:
+        return self.plan.session_id
+
+    @property
+    def model(self) -> str:
+        return self.plan.model
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def partial(self) -> str:
+        """The answer so far (all of it once complete)."""
+        return self.outcome.answer if self.outcome is not None else "".join(self.pieces)
+
+    @property
+    def changed(self) -> anyio.Event:
+        """Set at the next change of state, token or message."""
+        return self._changed
+
+    async def wait(self, deadline: float | None) -> bool:
+        """Wait until the job has ended, for at most ``deadline`` seconds (``None``: no limit)."""
+        with anyio.move_on_after(math.inf if deadline is None else deadline):
+            await self._done.wait()
+        return self.done
+
+    async def join(self, limit: float) -> bool:
+        """Wait (at most ``limit`` s) until the job's task has finished: Ollama's stream is closed."""
+        with anyio.move_on_after(limit):
+            await self._exited.wait()
+        return self._exited.is_set()
+
+    def cancel(self, reason: str, state: JobState = JobState.CANCELLED) -> bool:
+        """Stop the job (Ollama's stream is closed); False if it had ended, or its turn is stored."""
+        if self.done or self.outcome is not None:
+            return False
+        self.stop_reason = reason
+        self._end(state)
+        self._scope.cancel()
+        return True
+
+    # -- TurnObserver: called by ChatService.run as the turn goes along
+
+    # Neither of these sends progress by itself: a fast answer's first notification is its first
+    # token; the heartbeat speaks up if the wait gets long.
+
+    def queued(self) -> None:
+        self.state = JobState.QUEUED
+
+    def requested(self, prompt_tokens: int) -> None:
+        self.state, self.prompt_tokens = JobState.STARTED, prompt_tokens
+
+    def token(self, text: str) -> None:
+        self.pieces.append(text)
+        self.tokens += 1
+        self._change(JobState.WRITING, f"{self.model}: {self.tokens} tokens so far")
+
+    # -- internals
+
+    def _change(self, state: JobState, message: str) -> None:
+        if self.done:
+            return
+        self.state, self.message = state, message
+        self.last_change = datetime.now(UTC)
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    def _end(self, state: JobState) -> None:
+        self.state = state
+        self.last_change = datetime.now(UTC)
+        self._changed.set()
+        self._done.set()
+
+    def record(self, owner: str) -> JobRecord:
+        from ..store import JobRecord
+
+        finished = self.last_change if self.done else None
+        status = "running" if not self.done else self.state.value
+        detail = str(self.error) if self.error is not None else (self.stop_reason or None)
+        return JobRecord(
+            id=self.id,
+            session_id=self.session_id,
+            model=self.model,
+            status=status,
+            owner=owner,
+            started_at=self.created_at,
+            heartbeat_at=datetime.now(UTC),
+            finished_at=finished,
+            detail=detail,
+        )
+
+
+async def follow(job: Job, report: Report, interval: float) -> None:
+    """Relay ``job``'s progress through ``report`` until it ends: at once, then on each change.
+
+    At most one notification every ``interval`` seconds. The value is the token count, nudged
+    up by thousandths where needed so that it strictly increases (the heartbeats before the
+    first token do not change the count).
+    """
+    last_value, last_sent, sent_message = -1.0, -math.inf, ""
+    while not job.done:
+        changed = job.changed
+        if not job.message or (job.message == sent_message and job.tokens <= last_value):
+            await changed.wait()
+            continue
+        gap = last_sent + interval - time.monotonic()
+        if gap > 0:
+            await anyio.sleep(gap)  # then send whatever is newest by then
+            continue
+        value = float(job.tokens) if job.tokens > last_value else last_value + 0.001
+        last_value, last_sent, sent_message = value, time.monotonic(), job.message
+        try:
+            await report(value, job.message)
+        except Exception:  # a waiter that went away must not break anything
+            logger.debug("a progress notification could not be sent", exc_info=True)
+            return
+
+
+class Jobs:
+    """Every job of this server process, run in a task group that lives as long as the server."""
+
+    def __init__(
+        self,
+        chat: ChatService,
+        store: ChatStore,
+        *,
+        probe: Probe | None = None,
+        on_finished: Finished | None = None,
+        heartbeat_interval: float = 4.0,
+    ) -> None:
+        self.owner = uuid.uuid4().hex
+        """This process's name in job records."""
+        self._chat = chat
+        self._store = store
+        self._probe = probe
+        self._on_finished = on_finished
+        self._heartbeat_interval = heartbeat_interval
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._tg: TaskGroup | None = None
+
+    async def __aenter__(self) -> Jobs:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._keep_records_alive)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._tg is not None
+        for job in list(self._jobs.values()):
+            if job.cancel("the server stopped before the answer was complete", JobState.INTERRUPTED):
+                self._save(job)
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(exc_type, exc, tb)
+
+    def spawn(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``function`` in the background for as long as the server runs."""
+        assert self._tg is not None, "Jobs is not running"
+        self._tg.start_soon(function)
+
+    def start(self, plan: TurnPlan) -> Job:
+        """Start running ``plan`` now; the job runs to its end whether or not anyone waits."""
+        job_id = uuid.uuid4().hex
+        job = Job(id=job_id, plan=replace(plan, job_id=job_id))
+        self._jobs[job_id] = job
+        self.spawn(lambda: self._run(job))
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def in_session(self, session_id: str) -> list[Job]:
+        """This process's jobs in ``session_id`` that are still known, oldest first."""
+        return [job for job in self._jobs.values() if job.session_id == session_id]
+
+    def latest(self, session_id: str) -> Job | None:
+        jobs = self.in_session(session_id)
+        return jobs[-1] if jobs else None
+
+    def keep(self, job: Job) -> None:
+        """Record ``job`` in the store: it outlives the request that started it."""
+        if not job.recorded:
+            job.recorded = True
+            self._save(job)
+
+    def stored_state(self, record: JobRecord) -> JobState:
+        """What a job record in the store says, a dead owner's 'running' read as interrupted."""
+        if record.status != "running":
+            return JobState(record.status)
+        if record.owner == self.owner:
+            job = self._jobs.get(record.id)
+            return job.state if job is not None else JobState.INTERRUPTED
+        if datetime.now(UTC) - record.heartbeat_at > STALE_AFTER:
+            return JobState.INTERRUPTED
+        return JobState.WRITING
+
+    # -- internals
+
+    def _save(self, job: Job) -> None:
+        try:
+            self._store.record_job(job.record(self.owner))
+        except Exception:
+            logger.warning("could not record job %s of session %s", job.id, job.session_id, exc_info=True)
+
+    async def _run(self, job: Job) -> None:
+        try:
+            await self._run_turn(job)
+        finally:
+            job._exited.set()
+
+    async def _run_turn(self, job: Job) -> None:
+        with job._scope:
+            async with anyio.create_task_group() as beat:
+                beat.start_soon(self._heartbeat, job)
+                try:
+                    job.outcome = await self._chat.run(job.plan, job)
+                except McpOllamaError as exc:
+                    job.error = exc
+                except Exception as exc:
+                    logger.exception("job %s failed", job.id)
+                    job.error = JobFailed(
+                        f"The answer could not be completed: {type(exc).__name__}: {exc}. Try again; "
+                        "if it keeps happening, run `mcp-ollama doctor` and report the server's log."
+                    )
+                finally:
+                    beat.cancel_scope.cancel()
+        if job.done:  # cancelled or interrupted: its record is written by whoever stopped it
+            if job.recorded:
+                self._store.finish_job(job.id, job.state.value, job.stop_reason)
+            self._retire(job)
+            return
+        if job.outcome is not None and self._on_finished is not None:
+            try:
+                await self._on_finished(job)
+            except Exception:
+                logger.warning("could not announce job %s", job.id, exc_info=True)
+        if job.error is not None and job.recorded:
+            self._store.finish_job(job.id, "failed", str(job.error))
+        job._end(JobState.FAILED if job.error is not None else JobState.COMPLETE)
+        self._retire(job)
+
+    def _retire(self, job: Job) -> None:
+        """Keep at most ``FINISHED_KEPT`` finished jobs in memory, forgetting the oldest first."""
+        finished = [key for key, j in self._jobs.items() if j.done]
+        for key in finished[: max(0, len(finished) - FINISHED_KEPT)]:
+            del self._jobs[key]
+
+    async def _heartbeat(self, job: Job) -> None:
+        """Until the first token: a progress message every ``heartbeat_interval`` saying why it waits."""
+        while job.tokens == 0:
+            await anyio.sleep(self._heartbeat_interval)
+            if job.tokens or job.done:
+                return
+            if job.state is JobState.QUEUED:
+                message = "waiting for the previous answer in this session to finish…"
+            elif await self._is_loaded(job.model) is False:
+                message = f"loading {job.model}…"
+            else:
+                message = f"reading the prompt ({job.prompt_tokens:,} tokens)…"
+            job._change(job.state, message)
+
+    async def _is_loaded(self, model: str) -> bool | None:
+        if self._probe is None:
+            return None
+        try:
+            with anyio.fail_after(min(2.0, self._heartbeat_interval)):
+                return await self._probe(model)
+        except (McpOllamaError, TimeoutError):
+            return None
+
+    async def _keep_records_alive(self) -> None:
+        while True:
+            await anyio.sleep(LIVENESS_INTERVAL)
+            if any(job.recorded and not job.done for job in self._jobs.values()):
+                try:
+                    self._store.touch_jobs(self.owner)
+                except Exception:
+                    logger.warning("could not refresh job records", exc_info=True)

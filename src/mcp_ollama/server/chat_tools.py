@@ -1,0 +1,247 @@
+"""The ``chat``, ``chat_result`` and ``cancel_chat`` tools: chat turns as jobs that outlive requests.
+
+``chat`` starts a job and waits for it up to the answer deadline. Finished in time, the result
+is the whole answer (``status: "complete"``); otherwise it is the part written so far
+(``status: "generating"``) and the job carries on: ``chat_result`` waits again and returns
+the rest, ``cancel_chat`` stops it. A ``notifications/cancelled`` for the ``chat`` request
+itself stops the model, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from ..backend import GenerationOptions
+from ..core.jobs import Job, JobState, follow
+from ..errors import McpOllamaError, SessionNotFound
+from ..results import ChatCancel, ChatResult, ChatStatus, Usage, complete_result
+from ..store import validate_session_id
+from .state import AppState, app_state, error_result, session_uri, structured_result
+
+logger = logging.getLogger(__name__)
+
+SessionIdArg = Annotated[str, Field(description="The session_id of the conversation.")]
+CANCEL_GRACE_SECONDS = 10.0
+"""How long cancel_chat waits for Ollama's stream to close before it answers."""
+
+
+async def chat(
+    message: Annotated[str, Field(description="The message to send to the local model.")],
+    ctx: Context[AppState, Any],
+    session_id: Annotated[
+        str | None,
+        Field(
+            description="Continue this conversation (the session_id a previous chat call returned). "
+            "Omit to start a new one. 1-64 characters: letters, digits, '-' and '_'."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        Field(description="Ollama model to use, e.g. 'llama3:8b'. Omit for the server's default."),
+    ] = None,
+    options: Annotated[
+        GenerationOptions | None,
+        Field(description="Generation options passed to Ollama (temperature, seed, num_predict, ...)."),
+    ] = None,
+) -> Annotated[CallToolResult, ChatResult]:
+    """Send a message to a local LLM (Ollama) and get its answer.
+
+    The conversation is remembered: the answer includes a session_id; pass it back to
+    continue with the earlier turns as context. The model runs on this machine, so it is
+    private and free but slower and less capable than a frontier model. If it is still
+    writing when this call returns (status 'generating'), call chat_result with the
+    session_id to get the rest.
+    """
+    state = app_state(ctx)
+    try:
+        plan = state.chat.plan(message, session_id=session_id, model=model, options=options)
+    except McpOllamaError as exc:
+        await state.peers.log(ctx.request_context, "error", str(exc))
+        return error_result(exc)
+    job = state.jobs.start(plan)
+    return await _await_job(ctx, job, owner=True)
+
+
+async def chat_result(
+    session_id: SessionIdArg, ctx: Context[AppState, Any]
+) -> Annotated[CallToolResult, ChatResult]:
+    """Get the answer a chat call left in progress (status 'generating').
+
+    Waits for the local model to finish, up to the server's answer deadline, and returns the
+    whole answer; if it is still writing, returns the part so far again: call this once more.
+    With nothing in progress it returns the session's last stored answer and says so.
+    """
+    state = app_state(ctx)
+    try:
+        sid = validate_session_id(session_id)
+    except McpOllamaError as exc:
+        return error_result(exc)
+    job = state.jobs.latest(sid)
+    if job is not None:
+        return await _await_job(ctx, job, owner=False)
+    return _from_store(state, sid)
+
+
+async def cancel_chat(
+    session_id: SessionIdArg, ctx: Context[AppState, Any]
+) -> Annotated[CallToolResult, ChatCancel]:
+    """Stop the local model writing an answer in this session (one chat left in progress).
+
+    The unfinished answer is thrown away and the session stays as it was before that message.
+    """
+    state = app_state(ctx)
+    try:
+        sid = validate_session_id(session_id)
+        running = [job for job in state.jobs.in_session(sid) if not job.done]
+        if not running and state.store.get_session(sid) is None:
+            raise SessionNotFound(sid)
+    except McpOllamaError as exc:
+        return error_result(exc)
+    discarded = 0
+    for job in running:
+        discarded += job.tokens
+        if job.cancel("cancelled with cancel_chat"):
+            state.jobs.keep(job)
+    for job in running:
+        await job.join(CANCEL_GRACE_SECONDS)
+    result = ChatCancel(session_id=sid, cancelled=bool(running), discarded_tokens=discarded)
+    if running:
+        text = (
+            f"Stopped the answer being written in session {sid} ({discarded} tokens discarded). "
+            "The session is as it was before that message."
+        )
+    else:
+        text = f"Nothing is being written in session {sid}; nothing to cancel."
+    return structured_result(text, result)
+
+
+async def _await_job(ctx: Context[AppState, Any], job: Job, *, owner: bool) -> CallToolResult:
+    """Wait for ``job`` up to the answer deadline, relaying its progress, then describe it.
+
+    ``owner``: this request started the job, so a cancelled request stops the model.
+    """
+    state = app_state(ctx)
+    settings = state.settings
+    deadline = settings.answer_deadline or None
+
+    async def report(value: float, message: str) -> None:
+        await ctx.report_progress(value, None, message)
+
+    finished = False
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow, job, report, settings.progress_interval)
+            finished = await job.wait(deadline)
+            tg.cancel_scope.cancel()
+    except anyio.get_cancelled_exc_class():
+        if owner:
+            job.cancel("the request was cancelled")
+        raise
+    if not finished:
+        state.jobs.keep(job)
+        return _generating(job)
+    return await _finished(ctx, job)
+
+
+async def _finished(ctx: Context[AppState, Any], job: Job) -> CallToolResult:
+    state = app_state(ctx)
+    request = ctx.request_context
+    if job.state is JobState.COMPLETE and job.outcome is not None:
+        outcome = job.outcome
+        await state.peers.log(
+            request,
+            "info",
+            f"{outcome.model} answered in session {outcome.session_id}: "
+            f"{outcome.completion_tokens} tokens, {outcome.total_ms:.0f} ms",
+        )
+        return structured_result(outcome.answer, complete_result(outcome))
+    if job.error is not None:
+        logger.info("chat failed: %s", job.error)
+        await state.peers.log(request, "error", str(job.error))
+        return error_result(job.error)
+    status: ChatStatus = "interrupted" if job.state is JobState.INTERRUPTED else "cancelled"
+    result = ChatResult(
+        session_id=job.session_id, model=job.model, answer="", status=status, tokens_so_far=job.tokens
+    )
+    text = (
+        f"The answer in session {job.session_id} was {status} ({job.stop_reason}) after {job.tokens} "
+        "tokens; nothing of it was stored. Send the message again with chat to get an answer."
+    )
+    return structured_result(text, result)
+
+
+def _generating(job: Job) -> CallToolResult:
+    sid = job.session_id
+    if job.state is JobState.QUEUED:
+        doing = "is waiting for the previous answer in this session to finish"
+    elif job.tokens == 0:
+        doing = "has not written anything yet (it may be loading the model or reading the prompt)"
+    else:
+        doing = f"is still writing ({job.tokens} tokens so far)"
+    text = (
+        f"The local model {doing}. Call `chat_result` with session_id {sid!r} to get the rest; "
+        f"`cancel_chat` stops it.\n\nSo far:\n{job.partial}"
+        if job.tokens
+        else f"The local model {doing}. Call `chat_result` with session_id {sid!r} to get the answer; "
+        "`cancel_chat` stops it."
+    )
+    result = ChatResult(
+        session_id=sid, model=job.model, answer=job.partial, status="generating", tokens_so_far=job.tokens
+    )
+    return structured_result(text, result)
+
+
+def _from_store(state: AppState, sid: str) -> CallToolResult:
+    """``chat_result`` with no job of this process in the session: what the store knows."""
+    record = state.store.latest_job(sid)
+    last = state.store.last_answer(sid)
+    if record is not None and (last is None or record.started_at > last[0].created_at):
+        found = state.jobs.stored_state(record)
+        if found in (JobState.INTERRUPTED, JobState.CANCELLED):
+            status: ChatStatus = "interrupted" if found is JobState.INTERRUPTED else "cancelled"
+            result = ChatResult(session_id=sid, model=record.model, answer="", status=status)
+            why = record.detail or "the server stopped before the answer was complete"
+            text = (
+                f"The answer in session {sid} was {status} ({why}); nothing of it was stored. "
+                "Send the message again with chat to get an answer."
+            )
+            return structured_result(text, result)
+        if found is JobState.FAILED:
+            return error_result(McpOllamaError(record.detail or "The answer failed."))
+        if found is not JobState.COMPLETE:
+            result = ChatResult(session_id=sid, model=record.model, answer="", status="generating")
+            text = (
+                f"Another mcp-ollama process is writing the answer in session {sid}; it is stored "
+                f"in the session when complete (resource {session_uri(sid)}). Call chat_result again later."
+            )
+            return structured_result(text, result)
+    if last is None:
+        if state.store.get_session(sid) is None:
+            return error_result(SessionNotFound(sid))
+        return structured_result(
+            f"Session {sid} has no stored answer and nothing is being written.",
+            ChatResult(session_id=sid, model="", answer="", status="stored"),
+        )
+    message, meta = last
+    result = ChatResult(
+        session_id=sid,
+        model=str(meta.get("model", "")),
+        answer=message.content,
+        done_reason=meta.get("done_reason"),
+        status="stored",
+        usage=Usage(
+            prompt_tokens=int(meta.get("prompt_tokens") or 0),
+            completion_tokens=int(meta.get("completion_tokens") or 0),
+        ),
+    )
+    text = (
+        f"Nothing is being written in session {sid}; this is its last stored answer "
+        f"({message.created_at.isoformat(timespec='seconds')}):\n\n{message.content}"
+    )
+    return structured_result(text, result)
