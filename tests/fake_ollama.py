@@ -8,7 +8,12 @@ event loop in a daemon thread, records every request, and notices at once when a
 hangs up during a stream, as Ollama does (it stops generating when the request's context
 is cancelled). Standard library only, so it also runs as a script:
 
-    python tests/fake_ollama.py [--port N] [--token-delay S] [--reply TEXT]
+    python tests/fake_ollama.py [--port N] [--token-delay S] [--load-delay S] [--reply TEXT]
+
+Models load as in Ollama: the first chat request for a model that is not loaded waits
+``load_delay`` seconds before any response header, later ones do not, until the model's
+``keep_alive`` runs out (``/api/ps`` lists what is loaded). A chat request without messages only
+loads the model (``done_reason: "load"``), or unloads it with ``keep_alive: 0``.
 """
 
 from __future__ import annotations
@@ -25,13 +30,22 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Behavior", "FakeModel", "FakeOllama", "RecordedRequest", "main", "tokenize"]
+__all__ = [
+    "Behavior",
+    "FakeModel",
+    "FakeOllama",
+    "RecordedRequest",
+    "keep_alive_seconds",
+    "main",
+    "parse_go_duration",
+    "tokenize",
+]
 
 VERSION = "0.12.6"
 
@@ -43,6 +57,12 @@ _LOAD_NS = 2_500_000
 _PROMPT_TOKEN_NS = 1_000_000
 _EVAL_TOKEN_NS = 10_000_000
 _OVERHEAD_NS = 500_000
+_DEFAULT_KEEP_ALIVE = 300.0
+"""Seconds a model stays loaded after a request that sends no ``keep_alive`` (Ollama's 5m)."""
+_FOREVER = (2**63 - 1) / 1e9
+"""A negative ``keep_alive``: Go's largest time.Duration, about 292 years."""
+_DEFAULT_NUM_CTX = 4096
+"""The context length Ollama loads a model with when a request names no ``num_ctx``."""
 
 
 @dataclass
@@ -55,11 +75,15 @@ class Behavior:
     reply: str | None = None
     """Answer text, split into word tokens; None means the default echo answer."""
     tokens: list[str] | None = None
-    """Exact tokens to stream (overrides ``reply``)."""
+    """Exact tokens to stream (overrides ``token_count`` and ``reply``)."""
+    token_count: int | None = None
+    """Stream this many generated tokens, ``"tok0 "``, ``"tok1 "``, ... (overrides ``reply``).
+    Nothing is built up front, so with ``token_delay`` it makes a long, slow answer cheaply."""
     token_delay: float = 0.0
     """Seconds to wait before each token after the first."""
     first_token_delay: float = 0.0
-    """Seconds to wait before the first token (and before the response headers)."""
+    """Seconds to wait before the first token (and before the response headers), after any
+    model load (``FakeOllama.load_delay``)."""
     status: int | None = None
     """Answer with this HTTP status and ``{"error": error}`` instead of generating."""
     error: str = "an error occurred in the fake model runner"
@@ -169,6 +193,10 @@ class FakeOllama:
     answers with ``fake.default = Behavior(...)`` or ``fake.enqueue(Behavior(...))`` (the
     next chat requests, first in first out), and inspect ``requests``, ``chat_requests``,
     ``hangups`` and ``active_streams``. Every method may be called from any thread.
+
+    Model loading: ``load_delay`` is how long loading a model takes; every load is recorded
+    in ``loads``. Chat requests without messages (preloads and unloads) never take a scripted
+    ``Behavior``: those script generation only.
     """
 
     def __init__(
@@ -178,11 +206,15 @@ class FakeOllama:
         models: Sequence[FakeModel] | None = None,
         reply: str | None = None,
         token_delay: float = 0.0,
+        load_delay: float = 0.0,
         version: str = VERSION,
     ) -> None:
         self.models: list[FakeModel] = list(models) if models is not None else [FakeModel()]
         self.version = version
         self.default = Behavior(reply=reply, token_delay=token_delay)
+        self._load_delay = load_delay
+        self._initial_load_delay = load_delay
+        self._load_delay_changed: asyncio.Event | None = None  # server-thread only
         self._initial_default = dataclasses.replace(self.default)
         self._requested_port = port
         self._port: int | None = None
@@ -194,7 +226,10 @@ class FakeOllama:
         self._connections = 0
         self._connections_at_reset = 0
         self._epoch = 0  # bumped by reset(): late events of earlier tests are not recorded
-        self._loaded: dict[str, float] = {}
+        self._loaded: dict[str, _Loaded] = {}
+        self._loads: list[str] = []
+        self._in_use: dict[str, int] = {}  # chat requests using each model now (not reset)
+        self._load_locks: dict[str, asyncio.Lock] = {}  # server-thread only
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -262,7 +297,8 @@ class FakeOllama:
             self._queue.extend(behaviors)
 
     def reset(self) -> None:
-        """Forget records and scripted behaviours; restore the constructor's default."""
+        """Forget records and scripted behaviours, unload every model; restore the
+        constructor's default behaviour and load delay."""
         with self._cond:
             self._epoch += 1
             self._queue.clear()
@@ -270,7 +306,10 @@ class FakeOllama:
             self._hangups = 0
             self._connections_at_reset = self._connections
             self._loaded.clear()
+            self._loads.clear()
             self.default = dataclasses.replace(self._initial_default)
+            self._cond.notify_all()
+        self.load_delay = self._initial_load_delay
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -279,13 +318,49 @@ class FakeOllama:
 
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
-        """The JSON bodies of every ``POST /api/chat``, in arrival order."""
+        """The JSON bodies of every ``POST /api/chat``, in arrival order, preloads and unloads
+        (no ``messages``) included."""
         with self._cond:
             return [
                 r.body
                 for r in self._requests
                 if r.method == "POST" and r.path == "/api/chat" and r.body is not None
             ]
+
+    @property
+    def load_delay(self) -> float:
+        """Seconds loading a model takes: a chat request for a model that is not loaded waits
+        this long, before any response header. A load in progress ends ``load_delay`` after it
+        began, so changing it affects loads under way: set it high, watch a request wait, then
+        set it to 0 to let the load finish at once."""
+        with self._cond:
+            return self._load_delay
+
+    @load_delay.setter
+    def load_delay(self, seconds: float) -> None:
+        with self._cond:
+            self._load_delay = seconds
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(self._wake_loads)
+
+    def _wake_loads(self) -> None:
+        """Tell loads under way that ``load_delay`` changed (server thread)."""
+        if self._load_delay_changed is not None:
+            self._load_delay_changed.set()
+        self._load_delay_changed = asyncio.Event()
+
+    @property
+    def loads(self) -> list[str]:
+        """The name of each model loaded, once per load, in order (a reload counts again)."""
+        with self._cond:
+            return list(self._loads)
+
+    @property
+    def loaded_models(self) -> list[str]:
+        """The names of the models loaded right now, as ``/api/ps`` lists them."""
+        return [entry["name"] for entry in self._running()]
 
     @property
     def hangups(self) -> int:
@@ -315,6 +390,11 @@ class FakeOllama:
         with self._cond:
             return self._cond.wait_for(lambda: self._active >= count, timeout)
 
+    def wait_for_loads(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until at least ``count`` model loads are recorded; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._loads) >= count, timeout)
+
     def wait_for_idle(self, timeout: float = 5.0) -> bool:
         """Block until no chat request is being answered; False on timeout."""
         with self._cond:
@@ -333,6 +413,8 @@ class FakeOllama:
     async def _serve(self, ready: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        self._load_locks = {}  # asyncio locks and events belong to one event loop
+        self._load_delay_changed = asyncio.Event()
         server = await asyncio.start_server(self._on_connection, "127.0.0.1", self._requested_port)
         self._port = server.sockets[0].getsockname()[1]
         ready.set()
@@ -403,20 +485,83 @@ class FakeOllama:
 
     def _running(self) -> list[dict[str, Any]]:
         with self._cond:
-            loaded = dict(self._loaded)
+            loaded = {name: self._loaded[name] for name in list(self._loaded) if self._is_loaded(name)}
         running = []
         for model in self.models:
             if model.name in loaded:
-                expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(loaded[model.name]))
+                entry = loaded[model.name]
+                expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.expires))
                 running.append(
                     {
                         **model.tag(),
                         "expires_at": expires,
                         "size_vram": model.size,
-                        "context_length": 4096,
+                        "context_length": entry.num_ctx,
                     }
                 )
         return running
+
+    def _is_loaded(self, name: str, num_ctx: int | None = None) -> bool:
+        """Whether ``name`` is loaded (with ``num_ctx``, if given); call with ``_cond`` held."""
+        entry = self._loaded.get(name)
+        if entry is None or (num_ctx is not None and entry.num_ctx != num_ctx):
+            return False
+        if entry.expires > time.time() or self._in_use.get(name, 0) > 0:
+            return True
+        del self._loaded[name]  # its keep_alive ran out while nobody used it
+        return False
+
+    async def _load(self, name: str, num_ctx: int, watcher: asyncio.Task[None]) -> int | None:
+        """Load the model unless it is loaded with this context length: wait ``load_delay``,
+        hang-up aware, one load of a model at a time (a request that queued behind a load of
+        the same model finds it loaded). Nanoseconds waited, or None if it was loaded already."""
+        with self._cond:
+            if self._is_loaded(name, num_ctx):
+                return None
+        started = time.monotonic_ns()
+        lock = self._load_locks.setdefault(name, asyncio.Lock())
+        await _acquire(lock, watcher)
+        try:
+            with self._cond:
+                loaded = self._is_loaded(name, num_ctx)
+                epoch = self._epoch
+            if not loaded:
+                # Ollama aborts a load when the client that asked for it goes away.
+                await self._wait_for_load(time.monotonic(), watcher)
+                with self._cond:
+                    if epoch == self._epoch:
+                        self._loaded[name] = _Loaded(time.time() + _DEFAULT_KEEP_ALIVE, num_ctx)
+                        self._loads.append(name)
+                        self._cond.notify_all()
+        finally:
+            lock.release()
+        return max(time.monotonic_ns() - started, 1)
+
+    async def _wait_for_load(self, began: float, watcher: asyncio.Task[None]) -> None:
+        """Sleep until ``load_delay`` after ``began`` (re-read whenever it changes), hang-up aware."""
+        while True:
+            changed = self._load_delay_changed
+            assert changed is not None
+            left = began + self.load_delay - time.monotonic()
+            if left <= 0:
+                break
+            waiter = asyncio.ensure_future(changed.wait())
+            try:
+                await asyncio.wait({watcher, waiter}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            if watcher.done():
+                raise _ClientGone
+        if watcher.done():
+            raise _ClientGone
+
+    def _use(self, name: str, epoch: int, keep_alive: float, delta: int) -> None:
+        """Count a request in (+1) or out (-1) of the model; the keep_alive clock restarts."""
+        with self._cond:
+            self._in_use[name] = self._in_use.get(name, 0) + delta
+            entry = self._loaded.get(name)
+            if entry is not None and epoch == self._epoch:
+                entry.expires = time.time() + keep_alive
 
     async def _show(self, conn: _Connection, request: _Request, keep_alive: bool) -> None:
         body = request.json_object() or {}
@@ -444,7 +589,9 @@ class FakeOllama:
         if body is None:
             await conn.send_json(400, {"error": "invalid character in request body"}, keep_alive=keep_alive)
             return True
-        behavior = self._next_behavior()
+        # No messages: Ollama only loads (or unloads) the model; that takes no scripted behaviour.
+        only_load = body.get("messages") in (None, [])
+        behavior = Behavior() if only_load else self._next_behavior()
         with self._cond:
             epoch = self._epoch
             self._active += 1
@@ -462,11 +609,30 @@ class FakeOllama:
                 status, text = problem
                 await conn.send_json(status, {"error": text}, keep_alive=keep_alive)
                 return True
-            answer = _Answer(body, behavior)
-            self._note_loaded(answer.model, body.get("keep_alive"))
-            if body.get("stream", True) is False:
-                return await self._answer_whole(conn, answer, watcher, keep_alive)
-            return await self._answer_stream(conn, answer, watcher)
+            model = self._find_model(body["model"])
+            assert model is not None
+            seconds = keep_alive_seconds(body.get("keep_alive"))
+            assert not isinstance(seconds, str)
+            if only_load and seconds == 0:
+                with self._cond:
+                    self._loaded.pop(model.name, None)
+                await conn.send_json(200, _load_answer(body["model"], "unload"), keep_alive=keep_alive)
+                return True
+            options = body.get("options")
+            num_ctx = options.get("num_ctx") if isinstance(options, dict) else None
+            num_ctx = num_ctx if isinstance(num_ctx, int) and num_ctx > 0 else _DEFAULT_NUM_CTX
+            load_ns = await self._load(model.name, num_ctx, watcher)
+            self._use(model.name, epoch, seconds, +1)
+            try:
+                if only_load:
+                    await conn.send_json(200, _load_answer(body["model"], "load"), keep_alive=keep_alive)
+                    return True
+                answer = _Answer(body, behavior, load_ns)
+                if body.get("stream", True) is False:
+                    return await self._answer_whole(conn, answer, watcher, keep_alive)
+                return await self._answer_stream(conn, answer, watcher)
+            finally:
+                self._use(model.name, epoch, seconds, -1)
         except _ClientGone:
             with self._cond:
                 if epoch == self._epoch:
@@ -481,27 +647,25 @@ class FakeOllama:
                 self._cond.notify_all()
 
     def _validate_chat(self, body: dict[str, Any]) -> tuple[int, str] | None:
+        keep = keep_alive_seconds(body.get("keep_alive"))
+        if isinstance(keep, str):  # Go fails to bind the request body
+            return 400, keep
         name = body.get("model")
         if not isinstance(name, str) or not name.strip():
             return 400, "model is required"
         model = self._find_model(name)
         if model is None:
             return 404, f'model "{name}" not found, try pulling it first'
-        messages = body.get("messages", [])
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        messages = body.get("messages")
+        if messages is not None and (
+            not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages)
+        ):
             return 400, "json: cannot unmarshal messages into Go struct field ChatRequest.messages"
         if body.get("think") and "thinking" not in model.capabilities:
             return 400, f'"{name}" does not support thinking'
         if body.get("tools") and "tools" not in model.capabilities:
             return 400, f"registry.ollama.ai/library/{name} does not support tools"
         return None
-
-    def _note_loaded(self, model: str, keep_alive: Any) -> None:
-        with self._cond:
-            if keep_alive in (0, "0", "0s", "0m"):
-                self._loaded.pop(model, None)
-            else:
-                self._loaded[model] = time.time() + 300
 
     async def _answer_stream(self, conn: _Connection, answer: _Answer, watcher: asyncio.Task[None]) -> bool:
         behavior, tokens = answer.behavior, answer.tokens
@@ -553,17 +717,19 @@ class FakeOllama:
 class _Answer:
     """The deterministic answer to one chat request, and its NDJSON objects."""
 
-    def __init__(self, body: dict[str, Any], behavior: Behavior) -> None:
+    def __init__(self, body: dict[str, Any], behavior: Behavior, load_ns: int | None = None) -> None:
         self.model: str = body["model"]
         self.behavior = behavior
-        messages: list[dict[str, Any]] = body.get("messages", [])
+        self.load_ns = _LOAD_NS if load_ns is None else load_ns
+        messages: list[dict[str, Any]] = body.get("messages") or []
+        tokens: Sequence[str]
         if behavior.tokens is not None:
             tokens = list(behavior.tokens)
+        elif behavior.token_count is not None:
+            tokens = _CountedTokens(max(behavior.token_count, 0))
         else:
             tokens = tokenize(behavior.reply if behavior.reply is not None else default_reply(messages))
-        self.done_reason = "stop" if messages else "load"
-        if not messages:  # Ollama only loads the model and answers with one done chunk
-            tokens = []
+        self.done_reason = "stop"
         options = body.get("options") or {}
         limit = options.get("num_predict") if isinstance(options, dict) else None
         if isinstance(limit, int) and limit >= 0 and limit < len(tokens):
@@ -584,15 +750,13 @@ class _Answer:
         eval_ns = len(self.tokens) * (int(self.behavior.token_delay * 1e9) or _EVAL_TOKEN_NS)
         prompt_ns = self.prompt_eval_count * _PROMPT_TOKEN_NS
         counters = {
-            "total_duration": _LOAD_NS + prompt_ns + eval_ns + _OVERHEAD_NS,
-            "load_duration": _LOAD_NS,
+            "total_duration": self.load_ns + prompt_ns + eval_ns + _OVERHEAD_NS,
+            "load_duration": self.load_ns,
             "prompt_eval_count": self.prompt_eval_count,
             "prompt_eval_duration": prompt_ns,
             "eval_count": len(self.tokens),
             "eval_duration": eval_ns,
         }
-        if self.done_reason == "load":
-            counters = {}
         return {
             "model": self.model,
             "created_at": _now(),
@@ -601,6 +765,113 @@ class _Answer:
             "done": True,
             **{key: value for key, value in counters.items() if value},  # Go's omitempty
         }
+
+
+class _CountedTokens(Sequence[str]):
+    """``"tok0 "``, ``"tok1 "``, ... ``count`` of them, made on demand."""
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._count)
+            if start == 0 and step == 1:
+                return _CountedTokens(stop)
+            return [self[i] for i in range(start, stop, step)]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        return f"tok{index} "
+
+    def __iter__(self) -> Iterator[str]:
+        return (f"tok{i} " for i in range(self._count))
+
+
+@dataclass
+class _Loaded:
+    """A loaded model: when its keep_alive runs out (wall clock), and its context length."""
+
+    expires: float
+    num_ctx: int
+
+
+def _load_answer(model: str, done_reason: str) -> dict[str, Any]:
+    """Ollama's whole answer to a chat request without messages (always JSON, never streamed)."""
+    return {
+        "model": model,
+        "created_at": _now(),
+        "message": {"role": "assistant", "content": ""},
+        "done_reason": done_reason,
+        "done": True,
+    }
+
+
+_GO_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_GO_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
+
+
+def parse_go_duration(text: str) -> float:
+    """Seconds in a Go duration string (``time.ParseDuration``): "5m", "1h30m", "-1s", "0".
+
+    Raises ValueError with Go's own message for anything Go rejects (``"10"`` lacks a unit)."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    rest, sign = text, 1.0
+    if rest[:1] in ("-", "+"):
+        sign = -1.0 if rest[0] == "-" else 1.0
+        rest = rest[1:]
+    if rest == "0":
+        return 0.0
+    if not rest:
+        raise ValueError(f"time: invalid duration {quoted}")
+    total = 0.0
+    while rest:
+        match = _GO_DURATION_PART.match(rest)
+        assert match is not None  # every group may be empty
+        whole, fraction, unit = match.groups()
+        if not whole and not fraction:
+            raise ValueError(f"time: invalid duration {quoted}")
+        if not unit:
+            raise ValueError(f"time: missing unit in duration {quoted}")
+        if unit not in _GO_UNITS:
+            raise ValueError(
+                f"time: unknown unit {json.dumps(unit, ensure_ascii=False)} in duration {quoted}"
+            )
+        total += float(f"{whole or 0}.{fraction or 0}") * _GO_UNITS[unit]
+        rest = rest[match.end() :]
+    return sign * total
+
+
+def keep_alive_seconds(value: Any) -> float | str:
+    """How long a chat request keeps its model loaded afterwards, as Ollama's ``api.Duration``
+    reads ``keep_alive``: absent or null = 5 minutes, a number of seconds or a Go duration
+    string, negative = forever. A value Ollama rejects gives its error text (a str) instead."""
+    if value is None:
+        return _DEFAULT_KEEP_ALIVE
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        go_type = {bool: "bool", list: "[]interface {}", dict: "map[string]interface {}"}
+        return f"Unsupported type: '{go_type.get(type(value), type(value).__name__)}'"
+    if isinstance(value, str):
+        try:
+            seconds = parse_go_duration(value)
+        except ValueError as exc:
+            return str(exc)
+    else:
+        seconds = float(value)
+    return _FOREVER if seconds < 0 else seconds
 
 
 # --- HTTP/1.1 by hand ---------------------------------------------------------------------------
@@ -804,6 +1075,22 @@ class _ChunkedWriter:
         await self._conn.write(b"0\r\n\r\n")
 
 
+async def _acquire(lock: asyncio.Lock, watcher: asyncio.Task[None]) -> None:
+    """Take ``lock``, but give up at once if the client hangs up meanwhile."""
+    acquiring = asyncio.ensure_future(lock.acquire())
+    try:
+        await asyncio.wait({acquiring, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not acquiring.done():
+            acquiring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acquiring
+    if acquiring.cancelled() or watcher.done():
+        if not acquiring.cancelled() and acquiring.exception() is None:
+            lock.release()
+        raise _ClientGone
+
+
 async def _pause(delay: float, watcher: asyncio.Task[None]) -> None:
     """Sleep, but give up at once if the client hangs up meanwhile."""
     if delay > 0 and not watcher.done():
@@ -838,6 +1125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve a fake Ollama on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between streamed tokens")
+    parser.add_argument("--load-delay", type=float, default=0.0, help="seconds loading a model takes")
     parser.add_argument("--reply", default=None, help="answer every chat with this text")
     args = parser.parse_args(argv)
 
@@ -848,7 +1136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    with FakeOllama(port=args.port, reply=args.reply, token_delay=args.token_delay) as fake:
+    with FakeOllama(
+        port=args.port, reply=args.reply, token_delay=args.token_delay, load_delay=args.load_delay
+    ) as fake:
         print(f"listening on {fake.url}", flush=True)
         while not stop.wait(0.5):
             pass
