@@ -81,6 +81,8 @@ class Job:
     """Estimated tokens of the prompt sent to Ollama."""
     message: str = ""
     """What is happening now, for progress notifications."""
+    beats: int = 0
+    """Heartbeats so far: each one is news to relay, even when its message is unchanged."""
     outcome: TurnOutcome | None = None
     error: McpOllamaError | None = None
     stop_reason: str = ""
@@ -194,10 +196,10 @@ async def follow(job: Job, report: Report, interval: float) -> None:
     up by thousandths where needed so that it strictly increases (the heartbeats before the
     first token do not change the count).
     """
-    last_value, last_sent, sent_message = -1.0, -math.inf, ""
+    last_value, last_sent, sent_beats = -1.0, -math.inf, 0
     while not job.done:
         changed = job.changed
-        if not job.message or (job.message == sent_message and job.tokens <= last_value):
+        if not job.message or (job.beats == sent_beats and job.tokens <= last_value):
             await changed.wait()
             continue
         gap = last_sent + interval - time.monotonic()
@@ -205,7 +207,7 @@ async def follow(job: Job, report: Report, interval: float) -> None:
             await anyio.sleep(gap)  # then send whatever is newest by then
             continue
         value = float(job.tokens) if job.tokens > last_value else last_value + 0.001
-        last_value, last_sent, sent_message = value, time.monotonic(), job.message
+        last_value, last_sent, sent_beats = value, time.monotonic(), job.beats
         try:
             await report(value, job.message)
         except Exception:  # a waiter that went away must not break anything
@@ -355,6 +357,7 @@ class Jobs:
                 message = f"loading {job.model}…"
             else:
                 message = f"reading the prompt ({job.prompt_tokens:,} tokens)…"
+            job.beats += 1
             job._change(job.state, message)
 
     async def _is_loaded(self, model: str) -> bool | None:
