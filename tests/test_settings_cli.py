@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 import subprocess
 import sys
@@ -112,8 +113,15 @@ def test_doctor_passes_when_everything_is_in_place(fake: FakeOllama, tmp_path: P
     )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["[ok] ollama", "[ok] model", "[ok] database"]
+    assert [line.split(":")[0] for line in lines] == [
+        "[ok] ollama",
+        "[ok] model",
+        "[ok] load",
+        "[ok] database",
+    ]
     assert "0.12.6" in lines[0]
+    assert re.search(r"llama3:8b loaded in \d+\.\d s", lines[2])
+    assert fake.loads == ["llama3:8b"]
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
 
 

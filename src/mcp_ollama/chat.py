@@ -177,20 +177,6 @@ class ChatService:
         sid = validate_session_id(session_id) if session_id is not None else new_session_id()
         return TurnPlan(message=message, session_id=sid, model=model_name, options=options)
 
-    def preload_request(self, model: str | None = None) -> ChatRequest:
-        """The request that loads ``model`` (default: the configured one) exactly as chats will use it.
-
-        Same ``keep_alive`` and ``num_ctx`` as every turn sends: a different ``num_ctx`` would make
-        Ollama load the model again on the first chat.
-        """
-        return ChatRequest(
-            model=model or self._settings.model,
-            messages=[],
-            stream=False,
-            options=_with_default_ctx(None, self._settings.num_ctx),
-            keep_alive=self._settings.keep_alive,
-        )
-
     async def turn(
         self,
         message: str,
@@ -283,6 +269,21 @@ class _Unobserved:
 
     def token(self, text: str) -> None:
         pass
+
+
+def preload_request(settings: Settings, model: str | None = None) -> ChatRequest:
+    """The request that loads ``model`` (default: the configured one) exactly as chats will use it.
+
+    Same ``keep_alive`` and ``num_ctx`` as every turn sends: a different ``num_ctx`` would make
+    Ollama load the model again on the first chat.
+    """
+    return ChatRequest(
+        model=model or settings.model,
+        messages=[],
+        stream=False,
+        options=_with_default_ctx(None, settings.num_ctx),
+        keep_alive=settings.keep_alive,
+    )
 
 
 def _require_unicode(name: str, value: str) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .backend import OllamaClient
+from .chat import preload_request
 from .errors import BackendError
 from .settings import Settings
 from .store import ChatStore
@@ -22,10 +24,12 @@ class Check:
 
 
 async def run_checks(settings: Settings) -> list[Check]:
-    """Ollama reachable, the default model pulled, the session database writable."""
+    """Ollama reachable, the default model pulled and loadable (timed), the session database writable."""
     checks: list[Check] = []
     async with OllamaClient(
-        settings.ollama_url, connect_timeout=settings.connect_timeout, read_timeout=10.0
+        settings.ollama_url,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.generation_timeout,
     ) as client:
         try:
             version = await client.version()
@@ -43,6 +47,7 @@ async def run_checks(settings: Settings) -> list[Check]:
             else:
                 if _pulled(settings.model, names):
                     checks.append(Check("model", True, f"{settings.model} is pulled"))
+                    checks.append(await _check_load(client, settings))
                 else:
                     checks.append(
                         Check(
@@ -54,6 +59,24 @@ async def run_checks(settings: Settings) -> list[Check]:
                     )
     checks.append(_check_database(settings.db_path))
     return checks
+
+
+async def _check_load(client: OllamaClient, settings: Settings) -> Check:
+    """Load the default model as the server's preload does, and say how long it took."""
+    request = preload_request(settings)
+    started = time.monotonic()
+    try:
+        await client.load(request)
+    except BackendError as exc:
+        return Check("load", False, f"{settings.model} did not load: {exc}")
+    seconds = time.monotonic() - started
+    keep = settings.keep_alive or "Ollama's default, 5m"
+    return Check(
+        "load",
+        True,
+        f"{settings.model} loaded in {seconds:.1f} s (kept loaded for {keep}; the server preloads it "
+        "at start unless --preload off)",
+    )
 
 
 def _pulled(model: str, names: list[str]) -> bool:

@@ -47,7 +47,7 @@ from pydantic import Field
 
 from .. import __version__
 from ..backend import OllamaClient
-from ..chat import ChatService
+from ..chat import ChatService, preload_request
 from ..core.jobs import Job, Jobs
 from ..errors import BackendError, McpOllamaError, ModelNotFound, SessionNotFound
 from ..prompts import COMMON_LANGUAGES, STYLES, render_system_prompt
@@ -139,7 +139,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                     heartbeat_interval=settings.heartbeat_interval,
                 ) as jobs:
                     if settings.preload:
-                        jobs.spawn(lambda: preload(client, chat))
+                        jobs.spawn(lambda: preload(client, settings))
                     yield AppState(settings, client, store, chat, jobs, peers)
         finally:
             store.close()
@@ -416,9 +416,9 @@ async def _complete(ctx: ServerRequestContext[AppState], params: CompleteRequest
 # ---------------------------------------------------------------------------- running
 
 
-async def preload(client: OllamaClient, chat: ChatService) -> None:
+async def preload(client: OllamaClient, settings: Settings) -> None:
     """Ask Ollama to load the default model now, as chats will use it; quietly skipped if it is down."""
-    request = chat.preload_request()
+    request = preload_request(settings)
     started = time.monotonic()
     try:
         await client.load(request)
