@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from types import TracebackType
 from typing import Any
@@ -98,6 +98,8 @@ class Behavior:
     """After N tokens, end the body cleanly but without the final ``done`` chunk."""
     hang: bool = False
     """Read the request and send nothing until the client hangs up or the server stops."""
+    final_fields: dict[str, Any] | None = None
+    """Fields to set in the final ``done`` chunk as given (absurd counters, say)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ class RecordedRequest:
     """The JSON body if it was a JSON object, else None."""
     connection: int = 0
     """Which TCP connection carried it (1 for the first accepted): shows keep-alive at work."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """The request's headers, names in lower case."""
 
 
 @dataclass(frozen=True)
@@ -457,7 +461,9 @@ class FakeOllama:
             return False
         body = request.json_object()
         with self._cond:
-            self._requests.append(RecordedRequest(request.method, request.path, body, conn.number))
+            self._requests.append(
+                RecordedRequest(request.method, request.path, body, conn.number, dict(request.headers))
+            )
         keep_alive = request.keep_alive
         route = (request.method, request.path)
         if route in (("GET", "/"), ("HEAD", "/")):
@@ -764,6 +770,7 @@ class _Answer:
             "done_reason": self.done_reason,
             "done": True,
             **{key: value for key, value in counters.items() if value},  # Go's omitempty
+            **(self.behavior.final_fields or {}),
         }
 
 
@@ -1103,12 +1110,17 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _go_json(obj: Any) -> bytes:
     """JSON as Go's ``json.Marshal`` writes it: compact, UTF-8, HTML characters escaped."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(char, escape)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    # A lone surrogate cannot be UTF-8: a hostile server sends it as a JSON escape, which is legal.
+    return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text).encode()
 
 
 def _now() -> str:

@@ -243,7 +243,9 @@ async def test_multi_megabyte_message_within_a_raised_limit_fits_the_context_or_
 ) -> None:
     prefill(settings.db_path)
     before = snapshot(settings.db_path)
-    params = stdio_params(settings, MCP_OLLAMA_MAX_MESSAGE_CHARS="6000000")
+    params = stdio_params(
+        settings, MCP_OLLAMA_MAX_MESSAGE_CHARS="6000000", MCP_OLLAMA_MAX_ANSWER_CHARS="4000000"
+    )
     big = "y" * 5_000_000
     fits = "z" * 3_000_000
     async with client_for(params, "legacy") as client:

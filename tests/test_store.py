@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from mcp_ollama import store as store_module
-from mcp_ollama.errors import InvalidSessionId, SessionNotFound
+from mcp_ollama.errors import InvalidSessionId, SessionNotFound, StoreError
 from mcp_ollama.store import (
     ChatStore,
     derive_title,
@@ -299,9 +299,9 @@ def test_failed_insert_in_append_turn_writes_nothing(
         real_insert(conn, session_id, turn, "system" if role == "assistant" else role, *rest)
 
     monkeypatch.setattr(ChatStore, "_insert_message", staticmethod(insert_then_break))
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+    with pytest.raises(StoreError, match="CHECK"):
         store.append_turn("new", model="m", user="hello", assistant="hi")
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+    with pytest.raises(StoreError, match="CHECK"):
         store.append_turn("old", model="other", user="hello", assistant="hi")
     monkeypatch.undo()
 

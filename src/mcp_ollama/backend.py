@@ -16,8 +16,9 @@ from types import TracebackType
 from typing import Any, Literal, NoReturn, Self, cast
 
 import anyio
+import anyio.lowlevel
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mcp_ollama.errors import (
     ModelNotFound,
@@ -45,6 +46,9 @@ _CLOSED_EARLY = "the connection closed before the answer was complete"
 # A single NDJSON line is one token plus metadata; anything this long is not Ollama talking.
 _MAX_LINE_BYTES = 16 * 1024 * 1024
 _ERROR_TEXT_LIMIT = 500
+_MAX_PLAUSIBLE_NS = 30 * 24 * 3600 * 10**9  # a month
+_MAX_PLAUSIBLE_TOKENS = 10**9
+_BLANK_LINES_PER_CHECKPOINT = 1024
 _PREVIEW_LIMIT = 100
 
 
@@ -174,12 +178,32 @@ class ChatChunk(BaseModel):
         description="Why generation stopped: 'stop' (finished), 'length' (num_predict reached), "
         "'load' or 'unload'.",
     )
-    total_duration: int = Field(default=0, description="Whole request, in nanoseconds.")
-    load_duration: int = Field(default=0, description="Loading the model, in nanoseconds.")
-    prompt_eval_count: int = Field(default=0, description="Prompt tokens evaluated.")
-    prompt_eval_duration: int = Field(default=0, description="Evaluating the prompt, in nanoseconds.")
-    eval_count: int = Field(default=0, description="Tokens generated.")
-    eval_duration: int = Field(default=0, description="Generating the answer, in nanoseconds.")
+    # Counters are data, not trust: an implausible one (negative, fractional, absurdly large) is
+    # kept as None, never stored as given. Ollama omits a counter that is zero.
+    total_duration: int | None = Field(default=0, description="Whole request, in nanoseconds.")
+    load_duration: int | None = Field(default=0, description="Loading the model, in nanoseconds.")
+    prompt_eval_count: int | None = Field(default=0, description="Prompt tokens evaluated.")
+    prompt_eval_duration: int | None = Field(default=0, description="Evaluating the prompt, in nanoseconds.")
+    eval_count: int | None = Field(default=0, description="Tokens generated.")
+    eval_duration: int | None = Field(default=0, description="Generating the answer, in nanoseconds.")
+
+    @field_validator("total_duration", "load_duration", "prompt_eval_duration", mode="before")
+    @classmethod
+    def _plausible_duration(cls, value: object) -> int | None:
+        return _plausible(value, _MAX_PLAUSIBLE_NS)
+
+    @field_validator("prompt_eval_count", "eval_count", mode="before")
+    @classmethod
+    def _plausible_count(cls, value: object) -> int | None:
+        return _plausible(value, _MAX_PLAUSIBLE_TOKENS)
+
+
+def _plausible(value: object, limit: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value) if 0 <= value <= limit else None
 
 
 class ModelDetails(BaseModel):
@@ -294,7 +318,9 @@ class OllamaClient:
             timeout=timeout,
             transport=transport,
             trust_env=False,  # a proxy from the environment must not capture a local server
-            headers={"User-Agent": "mcp-ollama"},
+            # Ollama does not compress, but a proxy in front of it might; an inflated body is
+            # unbounded work on the event loop, so ask for none.
+            headers={"User-Agent": "mcp-ollama", "Accept-Encoding": "identity"},
             # Plain http never does TLS, so skip loading the CA bundle: ~25 ms of every start.
             verify=self._base_url.startswith("https://"),
         )
@@ -489,6 +515,7 @@ class _ChunkStream:
 
     async def _next_line(self) -> bytes | None:
         """The next non-blank line, or None at the end of the body."""
+        blank = 0
         while True:
             newline = self._buffer.find(b"\n")
             if newline >= 0:
@@ -496,6 +523,9 @@ class _ChunkStream:
                 del self._buffer[: newline + 1]
                 if line.strip():
                     return line
+                blank += 1
+                if blank % _BLANK_LINES_PER_CHECKPOINT == 0:
+                    await anyio.lowlevel.checkpoint()  # a flood of blank lines must not freeze the server
                 continue
             if self._body_ended:
                 line = bytes(self._buffer)
@@ -518,7 +548,7 @@ class _ChunkStream:
         except ValueError as exc:
             raise StreamError(url, f"malformed line from Ollama: {_preview(line)}") from exc
         if isinstance(data, dict) and "error" in data:
-            raise StreamError(url, f"Ollama reported: {data['error']}")
+            raise StreamError(url, f"Ollama reported: {_clip(str(data['error']))}")
         try:
             return ChatChunk.model_validate(data)
         except ValidationError as exc:
@@ -538,9 +568,14 @@ def _error_text(response: httpx.Response) -> str:
     except ValueError:
         data = None
     if isinstance(data, dict) and isinstance(data.get("error"), str):
-        return str(data["error"])
+        return _clip(str(data["error"]))
     text = response.content.decode("utf-8", "replace").strip()
     return text[:_ERROR_TEXT_LIMIT] or response.reason_phrase or "no error text"
+
+
+def _clip(text: str) -> str:
+    """Ollama's error text at a readable length."""
+    return text if len(text) <= _ERROR_TEXT_LIMIT else text[: _ERROR_TEXT_LIMIT - 1] + "…"
 
 
 def _preview(raw: bytes | bytearray) -> str:

@@ -18,7 +18,8 @@ from typing import Protocol
 import anyio
 
 from .backend import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, OllamaClient
-from .errors import InputError, InputTooLarge
+from .core.text import clean_text
+from .errors import InputError, InputTooLarge, StoreError
 from .prompts import render_system_prompt
 from .settings import Settings
 from .store import ChatStore, StoredMessage, new_session_id, validate_session_id
@@ -72,15 +73,19 @@ class TurnOutcome:
     model: str
     answer: str
     done_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    total_ms: float
-    load_ms: float
-    prompt_eval_ms: float
-    eval_ms: float
+    """Ollama's ('stop', 'length'), or ours when a cap stopped the model: 'max_answer_chars',
+    'max_generation_seconds'."""
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_ms: float | None
+    load_ms: float | None
+    prompt_eval_ms: float | None
+    eval_ms: float | None
     history_messages: int
     """Earlier messages sent to the model with this one (after trimming)."""
     new_session: bool
+    store_error: str | None = None
+    """Why the turn could not be stored (then it was not); None when it was."""
 
 
 @dataclass
@@ -108,8 +113,8 @@ class _SessionLocks:
                 self._locks[session_id] = (lock, users - 1)
 
 
-def _ms(nanoseconds: int) -> float:
-    return round(nanoseconds / 1e6, 3)
+def _ms(nanoseconds: int | None) -> float | None:
+    return None if nanoseconds is None else round(nanoseconds / 1e6, 3)
 
 
 class TurnObserver(Protocol):
@@ -218,20 +223,24 @@ class ChatService:
             )
             observer.requested(sum(estimate_tokens(m.content) for m in request.messages))
             answer, final = await self._stream(request, observer)
-            created = self._store.append_turn(
-                sid,
-                model=plan.model,
-                user=plan.message,
-                assistant=answer,
-                meta={
-                    "model": plan.model,
-                    "done_reason": final.done_reason,
-                    "prompt_tokens": final.prompt_eval_count,
-                    "completion_tokens": final.eval_count,
-                    "total_ms": _ms(final.total_duration),
-                },
-                job_id=plan.job_id,
-            )
+            store_error = None
+            try:
+                created = self._store.append_turn(
+                    sid,
+                    model=plan.model,
+                    user=plan.message,
+                    assistant=answer,
+                    meta={
+                        "model": plan.model,
+                        "done_reason": final.done_reason,
+                        "prompt_tokens": final.prompt_eval_count,
+                        "completion_tokens": final.eval_count,
+                        "total_ms": _ms(final.total_duration),
+                    },
+                    job_id=plan.job_id,
+                )
+            except StoreError as exc:  # the answer is the user's all the same: return it, unsaved
+                created, store_error = False, str(exc)
         return TurnOutcome(
             session_id=sid,
             model=final.model or plan.model,
@@ -245,19 +254,54 @@ class ChatService:
             eval_ms=_ms(final.eval_duration),
             history_messages=len(history),
             new_session=created,
+            store_error=store_error,
         )
 
     async def _stream(self, request: ChatRequest, observer: TurnObserver) -> tuple[str, ChatChunk]:
-        """Collect the streamed answer, telling ``observer`` of every piece."""
+        """Collect the streamed answer, telling ``observer`` of every piece.
+
+        The answer is capped in length (``max_answer_chars``) and time (``max_generation_seconds``):
+        past either, the stream is closed (Ollama stops) and the answer so far is the answer,
+        with the cap as its ``done_reason``.
+        """
         pieces: list[str] = []
-        async with self._client.chat_stream(request) as chunks:
-            async for chunk in chunks:
-                if chunk.message is not None and chunk.message.content:
-                    pieces.append(chunk.message.content)
-                    observer.token(chunk.message.content)
-                if chunk.done:
-                    return "".join(pieces), chunk
-        raise AssertionError("chat_stream ended without a final chunk")  # backend guarantees a done chunk
+        size = 0
+        limit = self._settings.max_answer_chars
+        final: ChatChunk | None = None
+        with anyio.move_on_after(self._settings.max_generation_seconds):
+            async with self._client.chat_stream(request) as chunks:
+                async for chunk in chunks:
+                    content = chunk.message.content if chunk.message is not None else ""
+                    if content:
+                        if size + len(content) > limit:
+                            pieces.append(content[: limit - size])
+                            final = _stopped(request.model, "max_answer_chars", len(pieces))
+                            break
+                        pieces.append(content)
+                        size += len(content)
+                        observer.token(content)
+                    if chunk.done:
+                        final = chunk
+                        break
+        if final is None:
+            final = _stopped(request.model, "max_generation_seconds", len(pieces))
+        return clean_text("".join(pieces)), final
+
+
+def _stopped(model: str, reason: str, pieces: int) -> ChatChunk:
+    """The final chunk Ollama did not send, for an answer we stopped."""
+    return ChatChunk(
+        model=model,
+        created_at="",
+        done=True,
+        done_reason=reason,
+        total_duration=None,
+        load_duration=None,
+        prompt_eval_count=None,
+        prompt_eval_duration=None,
+        eval_count=pieces,
+        eval_duration=None,
+    )
 
 
 class _Unobserved:

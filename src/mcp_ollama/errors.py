@@ -14,7 +14,8 @@ that turns these into MCP ``isError`` results or JSON-RPC errors.
     ├── InputError                   the caller's arguments cannot be served
     │   ├── InvalidSessionId         malformed or hostile session id
     │   └── InputTooLarge            the message does not fit the limits or the context
-    └── SessionNotFound              no stored session with that id
+    ├── SessionNotFound              no stored session with that id
+    └── StoreError                   the session database cannot be read or written
 """
 
 from __future__ import annotations
@@ -118,3 +119,12 @@ class SessionNotFound(McpOllamaError):
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         super().__init__(f"No chat session with id {session_id!r}.")
+
+
+class StoreError(McpOllamaError):
+    """The session database at ``path`` could not be read or written; ``cause`` says why and what to do."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"The session database {path} could not be used: {cause}")

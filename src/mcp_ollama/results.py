@@ -14,19 +14,23 @@ from .chat import TurnOutcome
 
 
 class Usage(BaseModel):
-    prompt_tokens: int = Field(
+    """Token counts as Ollama reported them; null where Ollama sent none or an implausible one."""
+
+    prompt_tokens: int | None = Field(
         description="Tokens in the prompt Ollama evaluated (0 when it reused its cache)."
     )
-    completion_tokens: int = Field(description="Tokens in the answer.")
+    completion_tokens: int | None = Field(description="Tokens in the answer.")
 
 
 class Timings(BaseModel):
-    total_ms: float = Field(description="Ollama's total time for the request, in milliseconds.")
-    load_ms: float = Field(
+    """Ollama's timings; null where it sent none or an implausible one."""
+
+    total_ms: float | None = Field(description="Ollama's total time for the request, in milliseconds.")
+    load_ms: float | None = Field(
         description="Time spent loading the model, in milliseconds (0 when already loaded)."
     )
-    prompt_eval_ms: float = Field(description="Time spent reading the prompt, in milliseconds.")
-    eval_ms: float = Field(description="Time spent generating the answer, in milliseconds.")
+    prompt_eval_ms: float | None = Field(description="Time spent reading the prompt, in milliseconds.")
+    eval_ms: float | None = Field(description="Time spent generating the answer, in milliseconds.")
 
 
 ChatStatus = Literal["complete", "generating", "stored", "cancelled", "interrupted"]
@@ -60,6 +64,11 @@ class ChatResult(BaseModel):
         "and nothing of it was stored.",
     )
     tokens_so_far: int = Field(default=0, description="Pieces of the answer received so far.")
+    saved: bool = Field(
+        default=True,
+        description="False when the answer could not be stored in the session (the text says why); "
+        "it is returned all the same.",
+    )
 
 
 class ModelSummary(BaseModel):
@@ -109,8 +118,30 @@ def complete_result(outcome: TurnOutcome) -> ChatResult:
             prompt_eval_ms=outcome.prompt_eval_ms,
             eval_ms=outcome.eval_ms,
         ),
-        tokens_so_far=outcome.completion_tokens,
+        tokens_so_far=outcome.completion_tokens or 0,
+        saved=outcome.store_error is None,
     )
+
+
+def complete_text(outcome: TurnOutcome) -> str:
+    """The text block of a complete answer: the answer, and a note when it was capped or not stored."""
+    notes = []
+    if outcome.done_reason == "max_answer_chars":
+        notes.append(
+            "[The answer was cut off at the server's length limit (--max-answer-chars / "
+            "MCP_OLLAMA_MAX_ANSWER_CHARS); the model was stopped there.]"
+        )
+    elif outcome.done_reason == "max_generation_seconds":
+        notes.append(
+            "[The answer was cut off at the server's time limit for one answer (--max-generation-seconds"
+            " / MCP_OLLAMA_MAX_GENERATION_SECONDS); the model was stopped there.]"
+        )
+    if outcome.store_error is not None:
+        notes.append(
+            f"[This answer was NOT saved in session {outcome.session_id}. {outcome.store_error} "
+            "The next message in this session will not see this turn.]"
+        )
+    return "\n\n".join([outcome.answer, *notes]) if notes else outcome.answer
 
 
 def model_summary(model: ModelInfo) -> ModelSummary:

@@ -51,6 +51,10 @@ class Settings:
     """Context window to request from Ollama; ``None`` lets Ollama choose (and budgets for 4096)."""
     max_message_chars: int = 200_000
     """Largest ``message`` accepted by ``chat``, in characters."""
+    max_answer_chars: int = 100_000
+    """Longest answer kept, in characters: past it the model is stopped (a model stuck in a loop)."""
+    max_generation_seconds: float = 1800.0
+    """Longest time one answer may take, model loading included: past it the model is stopped."""
     progress_interval: float = 0.1
     """Smallest gap in seconds between two progress notifications of one call."""
     answer_deadline: float = 50.0
@@ -143,6 +147,22 @@ SETTINGS_SPEC: tuple[SettingSpec, ...] = (
         "MCP_OLLAMA_NUM_CTX",
         "Context window (tokens) to request from Ollama. Default: Ollama's own (history budgeted for 4096).",
         "TOKENS",
+    ),
+    SettingSpec(
+        "max_answer_chars",
+        "--max-answer-chars",
+        "MCP_OLLAMA_MAX_ANSWER_CHARS",
+        "Longest answer kept, in characters; past it the model is stopped and the answer says so. "
+        "Default 100000.",
+        "N",
+    ),
+    SettingSpec(
+        "max_generation_seconds",
+        "--max-generation-seconds",
+        "MCP_OLLAMA_MAX_GENERATION_SECONDS",
+        "Longest time one answer may take (loading included); past it the model is stopped and the "
+        "answer says so. Default 1800.",
+        "SECONDS",
     ),
     SettingSpec(
         "answer_deadline",
@@ -299,10 +319,10 @@ def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str] | 
         values["system_prompt"] = raw["system_prompt"].strip()
     if values.get("system_prompt") == "":
         raise SettingsError("the system prompt given is empty")
-    for name in ("history_turns", "num_ctx", "max_message_chars"):
+    for name in ("history_turns", "num_ctx", "max_message_chars", "max_answer_chars"):
         if name in raw:
             values[name] = _positive_number(names[name], raw[name], int)
-    for name in ("connect_timeout", "generation_timeout", "heartbeat_interval"):
+    for name in ("connect_timeout", "generation_timeout", "heartbeat_interval", "max_generation_seconds"):
         if name in raw:
             values[name] = _positive_number(names[name], raw[name], float)
     if "answer_deadline" in raw:

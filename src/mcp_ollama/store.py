@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from mcp_ollama.errors import InvalidSessionId, SessionNotFound
+from mcp_ollama.errors import InvalidSessionId, SessionNotFound, StoreError
 
 __all__ = [
     "SESSION_ID_PATTERN",
@@ -358,6 +358,14 @@ class ChatStore:
         self.close()
 
     @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        """SQLite's failures as ``StoreError``, saying what happened and what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(self.path, describe_sqlite_error(exc, self.path)) from exc
+
+    @contextmanager
     def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
         """Hold the lock and run the block in one transaction; roll back if it raises."""
         with self._lock:
@@ -498,7 +506,7 @@ class ChatStore:
         # Serialise before the transaction: a value JSON cannot hold fails here, early.
         meta_json = json.dumps({"model": model, **(meta or {})}, ensure_ascii=False)
         now = _now()
-        with self._transaction() as conn:
+        with self._translate_errors(), self._transaction() as conn:
             row = conn.execute(
                 "SELECT turn_count, title FROM sessions WHERE id = ?", (session_id,)
             ).fetchone()
@@ -657,6 +665,30 @@ class ChatStore:
                 (moment,),
             )
         return cur.rowcount
+
+
+def describe_sqlite_error(exc: sqlite3.Error, path: str) -> str:
+    """One sentence for a person: what SQLite's error means here, and the fix."""
+    text = str(exc)
+    lowered = text.lower()
+    where = Path(path).parent
+    if "locked" in lowered or "busy" in lowered:
+        return (
+            f"another program held it locked for longer than 5 s ({text}). Close the program "
+            "using it (a database browser, another server) and try again."
+        )
+    if "full" in lowered:
+        return f"the disk is full ({text}). Free some space on the disk holding {where}."
+    if "readonly" in lowered or "read-only" in lowered:
+        return f"it is read-only ({text}). Make {path} and {where} writable, or choose another file (--db)."
+    if "not a database" in lowered or "malformed" in lowered:
+        return (
+            f"the file is not a healthy SQLite database ({text}). Move it aside, or choose another "
+            "file with --db / MCP_OLLAMA_DB."
+        )
+    if "unable to open" in lowered:
+        return f"it cannot be opened ({text}). Check that {where} exists and is writable, or use --db."
+    return f"{text}. Run `mcp-ollama doctor` to check the database."
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

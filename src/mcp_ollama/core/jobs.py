@@ -25,6 +25,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..errors import McpOllamaError
+from .text import clean_text
 
 if TYPE_CHECKING:
     from ..chat import ChatService, TurnOutcome, TurnPlan
@@ -110,7 +111,7 @@ class Job:
     @property
     def partial(self) -> str:
         """The answer so far (all of it once complete)."""
-        return self.outcome.answer if self.outcome is not None else "".join(self.pieces)
+        return self.outcome.answer if self.outcome is not None else clean_text("".join(self.pieces))
 
     @property
     def changed(self) -> anyio.Event:

@@ -20,7 +20,7 @@ from pydantic import Field
 from ..backend import GenerationOptions
 from ..core.jobs import Job, JobState, follow
 from ..errors import McpOllamaError, SessionNotFound
-from ..results import ChatCancel, ChatResult, ChatStatus, Usage, complete_result
+from ..results import ChatCancel, ChatResult, ChatStatus, Usage, complete_result, complete_text
 from ..store import validate_session_id
 from .state import AppState, app_state, error_result, session_uri, structured_result
 
@@ -158,9 +158,9 @@ async def _finished(ctx: Context[AppState, Any], job: Job) -> CallToolResult:
             request,
             "info",
             f"{outcome.model} answered in session {outcome.session_id}: "
-            f"{outcome.completion_tokens} tokens, {outcome.total_ms:.0f} ms",
+            f"{outcome.completion_tokens} tokens, {outcome.total_ms} ms",
         )
-        return structured_result(outcome.answer, complete_result(outcome))
+        return structured_result(complete_text(outcome), complete_result(outcome))
     if job.error is not None:
         logger.info("chat failed: %s", job.error)
         await state.peers.log(request, "error", str(job.error))
@@ -236,8 +236,8 @@ def _from_store(state: AppState, sid: str) -> CallToolResult:
         done_reason=meta.get("done_reason"),
         status="stored",
         usage=Usage(
-            prompt_tokens=int(meta.get("prompt_tokens") or 0),
-            completion_tokens=int(meta.get("completion_tokens") or 0),
+            prompt_tokens=_count(meta.get("prompt_tokens")),
+            completion_tokens=_count(meta.get("completion_tokens")),
         ),
     )
     text = (
@@ -245,3 +245,7 @@ def _from_store(state: AppState, sid: str) -> CallToolResult:
         f"({message.created_at.isoformat(timespec='seconds')}):\n\n{message.content}"
     )
     return structured_result(text, result)
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
