@@ -1,6 +1,12 @@
 """Performance bench for mcp-ollama against a floor server, all against one loopback fake Ollama.
 
-    python bench/run.py [--quick] [--out bench/results/latest.json] [--keep]
+    python bench/run.py [--quick] [--at REV] [--out FILE] [--keep] [--no-peer] [--no-peer-install]
+
+Writes ``bench/results/latest.json`` (committed; ``--quick``: ``bench/results/quick.json``,
+git-ignored). ``--at REV`` measures that commit's ``src/`` and ``tests/`` (``git archive``
+into a temporary directory, see ``bench/snapshot.py``) instead of the work tree. Row 2d
+needs npm ``ollama-mcp@2.1.0`` in ``bench/.node`` (git-ignored); it is npm-installed there
+on first use unless ``--no-peer-install``.
 
 Targets (each printed with the target, the measurement, a verdict, and the size of any miss):
 
@@ -15,6 +21,17 @@ Targets (each printed with the target, the measurement, a verdict, and the size 
 5. ``chat`` continuing a session in a 1,000 sessions x 20 turns store vs a store holding only
    that session: within 10%.
 6. Idle RSS after ``initialize``: ours within 10 MiB of the floor.
+
+Rows 2c, 2d, 7, 8 (``bench/scenarios.py`` describes their method):
+
+2c. The row-2 calls as a ratio: ours' p50 within 1.15x the floor's; p99 reported.
+2d. npm ``ollama-mcp`` 2.1.0 (TypeScript, ``ollama_chat``) in the same interleave: ours' p99
+    at most the peer's.
+7.  A 12 s answer through a client with a 3 s per-request limit, our answer deadline 2.5 s:
+    ``chat`` then ``chat_result`` until complete delivers 100% of the answer (7b: the
+    baseline with the deadline off, where the host times out and gets nothing).
+8.  First chat after start with a 5 s model load, once the preload is done: within 1.2x a
+    warm chat (8b: the first chat made right after ``initialize``, for information).
 
 Method: every comparison interleaves its variants call by call (A B C A B C ...; the cold
 starts alternate AB / BA), so drift on this noisy 2-core machine hits all variants alike,
@@ -51,10 +68,16 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+import snapshot  # noqa: E402
+
+if __name__ == "__main__":
+    snapshot.reexec_if_asked(__file__)
+sys.path.insert(0, str(snapshot.CODE))
 
 from tests.fake_ollama import Behavior, FakeOllama  # noqa: E402
 
+import scenarios  # noqa: E402
 from mcp_ollama.store import ChatStore  # noqa: E402
 
 FLOOR_SCRIPT = REPO / "bench" / "floor_server.py"
@@ -79,6 +102,14 @@ class Config:
     store_sessions: int
     store_turns: int
     store_calls: int
+    long_reps: int
+    long_tokens: int
+    long_token_delay: float
+    host_timeout_s: float
+    answer_deadline_s: float
+    load_delay_s: float
+    load_reps: int
+    load_warm_calls: int
 
 
 DEFAULT = Config(
@@ -93,6 +124,14 @@ DEFAULT = Config(
     store_sessions=1000,
     store_turns=20,
     store_calls=300,
+    long_reps=3,
+    long_tokens=240,
+    long_token_delay=0.05,
+    host_timeout_s=3.0,
+    answer_deadline_s=2.5,
+    load_delay_s=5.0,
+    load_reps=3,
+    load_warm_calls=5,
 )
 QUICK = dataclasses.replace(
     DEFAULT,
@@ -103,6 +142,9 @@ QUICK = dataclasses.replace(
     conc_rounds=4,
     progress_calls=30,
     store_calls=80,
+    long_reps=1,
+    load_reps=1,
+    load_warm_calls=3,
 )
 
 
@@ -186,13 +228,17 @@ class Bench:
     def home(self) -> Path:
         return self.tmp / "home"
 
-    def env(self, db: Path) -> dict[str, str]:
-        """The whole environment of a server process (ours and the floor get the same)."""
+    ours_args: list[str] = dataclasses.field(default_factory=lambda: list(OURS_ARGS))
+
+    def env(self, db: Path, url: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The whole environment of a server process (ours, the floor and the peer get the same)."""
         return {
-            "OLLAMA_HOST": self.fake.url,
+            **(extra or {}),
+            "OLLAMA_HOST": url or self.fake.url,
             "MCP_OLLAMA_DB": str(db),
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.home),
+            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
             "XDG_DATA_HOME": str(self.home / "data"),
         }
 
@@ -200,16 +246,29 @@ class Bench:
         return self.tmp / "logs" / f"{name}.stderr.log"
 
     @asynccontextmanager
-    async def client(self, name: str, args: list[str], db: Path) -> AsyncIterator[Client]:
+    async def client(
+        self,
+        name: str,
+        args: list[str],
+        db: Path,
+        *,
+        command: str = sys.executable,
+        url: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        read_timeout: float | None = None,
+    ) -> AsyncIterator[Client]:
         """An SDK client over stdio, handshake era, the server's stderr to a log file.
 
         ``Client(StdioServerParameters(...))`` runs exactly ``stdio_client(params)`` but with
         the child's stderr on our terminal; passing the same transport with ``errlog`` set is
-        the only difference.
+        the only difference. ``read_timeout``: the client's per-request limit
+        (``Client(read_timeout_seconds=...)``, a hard limit that progress does not reset).
         """
-        params = StdioServerParameters(command=sys.executable, args=args, env=self.env(db))
+        params = StdioServerParameters(command=command, args=args, env=self.env(db, url, extra_env))
         with self.log(name).open("a") as errlog:
-            async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
+            async with Client(
+                stdio_client(params, errlog=errlog), mode="legacy", read_timeout_seconds=read_timeout
+            ) as client:
                 yield client
 
 
@@ -374,7 +433,7 @@ def _chat(client: Client, what: str, **arguments: Any) -> Callable[[], Any]:
 
 
 async def bench_per_call(
-    bench: Bench, floor: Client, ours_new: Client, ours_cont: Client
+    bench: Bench, floor: Client, ours_new: Client, ours_cont: Client, peer: Client | None = None
 ) -> dict[str, list[float]]:
     """Sequential calls, instant fake, short reply: floor vs ours (new session) vs ours (continuing).
 
@@ -391,6 +450,8 @@ async def bench_per_call(
         "ours_new_session": lambda i: _chat(ours_new, "ours", message=f"hi {i}")(),
         "ours_continue": lambda i: _chat(ours_cont, "ours", message=f"hi {i}", session_id=sid)(),
     }
+    if peer is not None:  # npm ollama-mcp's ollama_chat, called once per round like the others
+        variants["peer_ollama_mcp"] = scenarios.peer_chat(peer, MODEL)
     # Warm-up: connections pooled, code paths hot, and the continued session's history
     # filled past the 8-turn window, so every measured continuing call sends 8 turns.
     await interleave(variants, bench.cfg.warmup_calls, start=10_000)
@@ -504,7 +565,7 @@ async def bench_store(
     return await interleave(variants, bench.cfg.store_calls)
 
 
-async def bench_async(bench: Bench) -> dict[str, Any]:
+async def bench_async(bench: Bench, peer: scenarios.Peer | None) -> dict[str, Any]:
     cfg = bench.cfg
     tmp = bench.tmp
     names = [f"s{i:04d}" for i in range(cfg.store_sessions)]
@@ -514,7 +575,7 @@ async def bench_async(bench: Bench) -> dict[str, Any]:
     big_copy = tmp / "big-copy.sqlite3"
     shutil.copyfile(big_db, big_copy)  # closed cleanly: no -wal file left to copy
 
-    servers = {
+    servers: dict[str, tuple[list[str], Path] | tuple[list[str], Path, str]] = {
         "floor": (FLOOR_ARGS, tmp / "floor.sqlite3"),
         "ours-new": (OURS_ARGS, tmp / "ours-new.sqlite3"),
         "ours-cont": (OURS_ARGS, tmp / "ours-cont.sqlite3"),
@@ -522,6 +583,8 @@ async def bench_async(bench: Bench) -> dict[str, Any]:
         "store-big-same": (OURS_ARGS, big_db),
         "store-big-rotating": (OURS_ARGS, big_copy),
     }
+    if peer is not None:
+        servers["peer"] = (peer.args, tmp / "peer.unused", peer.command)
     clients: dict[str, Client] = {}
     async with AsyncExitStack() as stack:
         # Start the servers concurrently (start-up is not measured here), close them
@@ -531,20 +594,22 @@ async def bench_async(bench: Bench) -> dict[str, Any]:
         tg = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(stop.set)
 
-        async def hold(name: str, args: list[str], db: Path) -> None:
-            async with bench.client(name, args, db) as client:
+        async def hold(name: str, args: list[str], db: Path, command: str = sys.executable) -> None:
+            async with bench.client(name, args, db, command=command) as client:
                 clients[name] = client
                 ready[name].set()
                 await stop.wait()
 
-        for name, (args, db) in servers.items():
-            tg.start_soon(hold, name, args, db)
+        for name, spec in servers.items():
+            tg.start_soon(hold, name, *spec)
         with anyio.fail_after(90):
             for event in ready.values():
                 await event.wait()
 
         say("per-call overhead")
-        per_call = await bench_per_call(bench, clients["floor"], clients["ours-new"], clients["ours-cont"])
+        per_call = await bench_per_call(
+            bench, clients["floor"], clients["ours-new"], clients["ours-cont"], clients.get("peer")
+        )
         say("concurrency")
         conc = await bench_concurrency(bench, clients["floor"], clients["ours-new"])
         say("first token -> progress")
@@ -581,6 +646,7 @@ def machine() -> dict[str, Any]:
     import mcp_ollama
 
     return {
+        "code": snapshot.code_under_test(),
         "nproc": len(os.sched_getaffinity(0)),
         "cpu_model": cpu,
         "python": platform.python_version(),
@@ -606,7 +672,9 @@ def verdict(ok: bool, miss: str) -> str:
     return "PASS" if ok else f"MISS by {miss}"
 
 
-def evaluate(cold: dict[str, Any], res: dict[str, Any], cfg: Config) -> list[dict[str, Any]]:
+def evaluate(
+    cold: dict[str, Any], res: dict[str, Any], cfg: Config, scen: dict[str, Any], peer: Any
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def row(
@@ -676,6 +744,42 @@ def evaluate(cold: dict[str, Any], res: dict[str, Any], cfg: Config) -> list[dic
             ours_stats=summary(pc[name]),
         )
 
+    # 2c. the same calls as a ratio to the floor (goal <= 1.15x), and the tail
+    ours = pc["ours_new_session"]
+    p50r = pct(ours, 50) / fp50
+    pr = paired(ours, pc["floor"], lambda x, y: x / y)
+    p99r = pct(ours, 99) / fp99
+    row(
+        "2c",
+        "chat (new session) / floor: p50 ratio; p99 ratio",
+        f"floor p50 {fp50:.2f}, p99 {fp99:.2f} ms",
+        f"p50 {p50r:.2f}x (paired {pr:.2f}x); p99 {pct(ours, 99):.2f} ms = {p99r:.2f}x",
+        "p50 <= 1.15x floor",
+        p50r <= 1.15,
+        f"{p50r - 1.15:.2f}x ({pct(ours, 50) - 1.15 * fp50:.2f} ms over 1.15x)",
+        p50_ratio=p50r,
+        paired_ratio=pr,
+        p99_ratio=p99r,
+    )
+
+    # 2d. the TypeScript peer, npm ollama-mcp (ollama_chat), in the same interleave
+    if "peer_ollama_mcp" in pc:
+        pe = pc["peer_ollama_mcp"]
+        op99, pp99 = pct(ours, 99), pct(pe, 99)
+        row(
+            "2d",
+            f"chat p50 / p99 vs npm ollama-mcp {peer.version} ollama_chat ({len(pe)} calls)",
+            f"peer {pct(pe, 50):.2f} / {pp99:.2f} ms",
+            f"{pct(ours, 50):.2f} / {op99:.2f} ms (p99 {op99 / pp99:.2f}x the peer's)",
+            "p99 <= peer p99",
+            op99 <= pp99,
+            f"{op99 - pp99:.2f} ms",
+            peer_stats=summary(pe),
+            ours_stats=summary(ours),
+        )
+    else:
+        row("2d", "chat p99 vs npm ollama-mcp", "not run", str(peer), "p99 <= peer p99", None, "")
+
     # 3. concurrency
     cc = res["concurrency"]
     n = cfg.conc_n
@@ -741,6 +845,68 @@ def evaluate(cold: dict[str, Any], res: dict[str, Any], cfg: Config) -> list[dic
         orr - fr <= 10.0,
         f"{orr - fr - 10.0:.1f} MiB",
     )
+
+    # 7. long answer through a host with a 3 s limit
+    la = scen["long_answer"]
+    gen, host, dl = la["generation_s"], la["host_timeout_s"], la["answer_deadline_s"]
+    for name, tid, label, judged in (
+        ("deadline", "7", f"deadline {dl:g} s", True),
+        ("baseline_no_deadline", "7b", "deadline 0 (wait for the whole answer)", False),
+    ):
+        smp = la["samples"][name]
+        frac = min(x["delivered_fraction"] for x in smp)
+        calls = [x["calls"] for x in smp]
+        total = [x["total_s"] for x in smp]
+        timeouts = sum(x["timeouts"] for x in smp)
+        longest = max(max(x["call_ms"]) for x in smp) / 1e3
+        stopped = la["fake_hangups"][name]
+        note = f"longest call {longest:.2f} s"
+        if not judged:
+            note += f"; generations the server stopped: {stopped} of {len(smp)}"
+        row(
+            tid,
+            f"{gen:.0f} s answer, host limit {host:g} s, {label}: "
+            f"delivered; calls; total (median of {len(smp)})",
+            "-",
+            f"{frac * 100:.0f}% (worst run); {pct(calls, 50):.0f} calls; {pct(total, 50):.1f} s; "
+            f"{timeouts} host timeouts; {note}",
+            "100% delivered" if judged else "",
+            (frac == 1.0 and all(x["complete"] for x in smp)) if judged else None,
+            f"{(1 - frac) * 100:.0f}% of the answer lost" if judged else "",
+            runs=smp,
+        )
+
+    # 8. first chat after start, 5 s model load
+    ml = scen["model_load"]
+    waited, unwaited = ml["samples"]["waited"], ml["samples"]["unwaited"]
+    warm = [statistics.median(x["warm_ms"]) for x in waited]
+    ratios = [x["first_chat_ms"] / w for x, w in zip(waited, warm, strict=True)]
+    first = [x["first_chat_ms"] for x in waited]
+    r = pct(ratios, 50)
+    row(
+        "8",
+        f"first chat after the preload ({ml['load_delay_s']:g} s load) / warm chat (median of {len(ratios)})",
+        f"warm {pct(warm, 50):.0f} ms",
+        f"{pct(first, 50):.0f} ms = {r:.2f}x (worst {max(ratios):.2f}x)",
+        "<= 1.2x warm",
+        r <= 1.2,
+        f"{r - 1.2:.2f}x",
+        ratios=ratios,
+    )
+    uf = [x["first_chat_ms"] for x in unwaited]
+    us = [x["first_chat_after_spawn_ms"] for x in unwaited]
+    ui = [x["initialize_ms"] for x in unwaited]
+    pre = [x["preload_done_after_spawn_ms"] for x in waited]
+    row(
+        "8b",
+        "first chat right after initialize: call time; spawn -> answer (medians)",
+        f"initialize {pct(ui, 50):.0f} ms; preload done {pct(pre, 50) / 1e3:.2f} s after spawn",
+        f"{pct(uf, 50) / 1e3:.2f} s; {pct(us, 50) / 1e3:.2f} s after spawn",
+        "",
+        None,
+        f"{pct(uf, 50) / pct(warm, 50):.1f}x warm; loads per server: "
+        + ",".join(str(x["loads"]) for x in unwaited + waited),
+    )
     return rows
 
 
@@ -766,12 +932,31 @@ def say(text: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (< 40 s)")
-    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "latest.json"), help="JSON file")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (~90 s)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON file (default bench/results/latest.json, committed; "
+        "--quick: bench/results/quick.json, git-ignored)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server logs)")
+    parser.add_argument(
+        "--at", metavar="REV", help="measure this commit's src/ and tests/ (a git archive), not the work tree"
+    )
+    parser.add_argument("--no-peer", action="store_true", help="skip npm ollama-mcp (row 2d)")
+    parser.add_argument(
+        "--no-peer-install",
+        action="store_true",
+        help="do not npm install ollama-mcp into bench/.node if missing",
+    )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else DEFAULT
     mode = "quick" if args.quick else "default"
+    if args.out is None:
+        args.out = str(REPO / "bench" / "results" / ("quick.json" if args.quick else "latest.json"))
+    peer = "skipped (--no-peer)" if args.no_peer else scenarios.find_peer(install=not args.no_peer_install)
+    if isinstance(peer, str):
+        say(f"peer not run: {peer}")
 
     def on_sigterm(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -790,12 +975,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 say("cold start and idle RSS")
                 cold = bench_cold_start(bench)
-                res = anyio.run(bench_async, bench)
+                res = anyio.run(bench_async, bench, peer if isinstance(peer, scenarios.Peer) else None)
+                scen = anyio.run(scenarios.run_scenarios, bench)
             finally:
                 for proc in list(bench.procs):
                     _reap(proc)
         elapsed = time.perf_counter() - started
-        rows = evaluate(cold, res, cfg)
+        rows = evaluate(cold, res, cfg, scen, peer)
         print(render(rows, info, elapsed, mode), flush=True)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -806,7 +992,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "elapsed_s": elapsed,
             "loadavg_at_end": list(os.getloadavg()),
             "results": rows,
-            "samples": {"cold_start": cold, **res},
+            "peer": {
+                "package": f"{scenarios.PEER_PACKAGE}@{peer.version}",
+                "command": ["node", *(str(Path(a).relative_to(REPO)) for a in peer.args)],
+            }
+            if isinstance(peer, scenarios.Peer)
+            else {"not_run": peer},
+            "samples": {"cold_start": cold, **res, **scen},
         }
         out.write_text(json.dumps(document, indent=1) + "\n")
         print(f"wrote {out}")
