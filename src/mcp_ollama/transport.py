@@ -15,6 +15,7 @@ library can never corrupt the JSON-RPC stream. Unlike it:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -101,11 +102,15 @@ async def stdio_transport(
     write_stream, writer_out = anyio.create_memory_object_stream[SessionMessage](0)
     write_lock = anyio.Lock()
     out = stdout
+    out_fd = _nonblocking_fd(out)
 
     async def write(message: SessionMessage | JSONRPCError) -> None:
         data = _encode(message)
         async with write_lock:
-            await anyio.to_thread.run_sync(out.write, data)
+            if out_fd is None:
+                await anyio.to_thread.run_sync(out.write, data)
+            else:
+                await _write_all(out_fd, data)
 
     def read_stdin(portal: BlockingPortal) -> None:
         # A daemon thread, not an anyio worker: a worker blocked in readline() would keep the
@@ -137,11 +142,42 @@ async def stdio_transport(
                 # A line the reader thread is still handing over is dropped: the server is done.
                 await portal.stop(cancel_remaining=True)
     finally:
+        if out_fd is not None and sys.platform != "win32":
+            with suppress(OSError):
+                os.set_blocking(out_fd, True)
         sys.stdout = saved_sys_stdout
         for fd, saved in reversed(restore):
             with suppress(OSError):
                 os.dup2(saved, fd)
                 os.close(saved)
+
+
+def _nonblocking_fd(stream: BinaryIO) -> int | None:
+    """``stream``'s descriptor, made non-blocking, where the event loop can wait on it.
+
+    Writing straight from the loop saves two thread switches per message; the pipe's buffer
+    takes a whole message almost always, and the loop waits when it does not. On Windows
+    pipes cannot be polled: ``None`` there, and writes go through a worker thread.
+    """
+    if sys.platform == "win32":
+        return None
+    try:
+        fd = stream.fileno()
+        os.set_blocking(fd, False)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return fd
+
+
+async def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            await anyio.wait_writable(fd)
+            continue
+        view = view[written:]
 
 
 def _binary(fd: int) -> int:
