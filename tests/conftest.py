@@ -35,7 +35,7 @@ def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("HOME", str(home))
     for name in list(os.environ):
-        if name == "OLLAMA_HOST" or name.startswith("MCP_OLLAMA_"):
+        if name in ("OLLAMA_HOST", "OLLAMA_API_KEY") or name.startswith("MCP_OLLAMA_"):
             monkeypatch.delenv(name)
 
 

@@ -25,10 +25,23 @@ def test_history_that_fits_is_kept_whole() -> None:
 
 
 def test_oldest_whole_turns_are_dropped_first() -> None:
-    history = turns(4, 400)  # ~104 tokens a message
-    kept = fit_history(SYSTEM, history, ChatMessage(role="user", content="q"), 500)
+    history = turns(4, 400)  # 104 tokens a message; system prompt and question: 19
+    # 550 tokens would hold five messages (539), but the fifth from the end is an assistant
+    # answer whose question is gone: whole turns only, so four.
+    kept = fit_history(SYSTEM, history, ChatMessage(role="user", content="q"), 550)
     assert kept == history[-4:]
     assert kept[0].role == "user"
+
+
+def test_a_turn_is_dropped_whole_even_when_its_answer_alone_would_fit() -> None:
+    history = [
+        ChatMessage(role="user", content="u" * 800),  # 204 tokens
+        ChatMessage(role="assistant", content="a" * 40),  # 14 tokens
+        ChatMessage(role="user", content="v" * 40),
+        ChatMessage(role="assistant", content="b" * 40),
+    ]
+    kept = fit_history(SYSTEM, history, ChatMessage(role="user", content="q"), 100)
+    assert kept == history[2:]
 
 
 def test_a_message_too_big_for_the_context_is_refused() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -43,12 +44,29 @@ BATCH_TIMEOUT = 10.0
 # ---------------------------------------------------------------------------- the server under test
 
 
+def spawn(env: dict[str, str]) -> tuple[RawServer, list[threading.Thread]]:
+    """A server and the threads pumping its stdout and stderr (joined, they have every byte)."""
+    before = set(threading.enumerate())
+    server = RawServer(env)
+    pumps = [t for t in set(threading.enumerate()) - before if t.name.endswith("(_pump)")]
+    return server, pumps
+
+
+def stderr_when_exited(server: RawServer, pumps: list[threading.Thread], timeout: float = 5.0) -> str:
+    """All the process wrote to stderr, once it has exited and its pipes are drained."""
+    server.proc.wait(timeout)
+    for pump in pumps:
+        pump.join(timeout)
+    return b"".join(server.stderr_raw).decode("utf-8", "replace")
+
+
 @dataclass
 class FuzzTarget:
     """One long-lived server process, respawned only if an example killed it."""
 
     env: dict[str, str]
     server: RawServer | None = None
+    pumps: list[threading.Thread] = field(default_factory=list)
     spawned: int = 0
     stderr_seen: int = 0
     sentinels: Iterator[int] = field(default_factory=itertools.count)
@@ -57,7 +75,7 @@ class FuzzTarget:
         if self.server is None or self.server.proc.poll() is not None:
             if self.server is not None:
                 self.server.stop()
-            self.server = RawServer(self.env)
+            self.server, self.pumps = spawn(self.env)
             self.server.initialize()
             self.spawned += 1
             self.stderr_seen = 0
@@ -459,7 +477,7 @@ def run_batch(fuzz: FuzzTarget, payload: list[bytes], expected: Expected) -> Non
     deadline = time.monotonic() + BATCH_TIMEOUT
     while not (pong and answered == expected.ids):
         if server.proc.poll() is not None and server.lines.empty():
-            time.sleep(0.1)  # let the pump threads collect the last words
+            stderr_when_exited(server, fuzz.pumps)  # the pump threads have the last words
             raise AssertionError(
                 f"the server exited with {server.proc.returncode} on this batch:\n"
                 + "\n".join(repr(line[:300]) for line in payload)
@@ -507,32 +525,36 @@ def run_batch(fuzz: FuzzTarget, payload: list[bytes], expected: Expected) -> Non
 _counter = itertools.count()
 
 
-@settings(
-    max_examples=400,
-    deadline=None,
-    database=None,
-    phases=(Phase.explicit, Phase.generate),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(batch=batches())
-def test_random_and_malformed_lines_get_exactly_the_answers_json_rpc_requires(
-    target: FuzzTarget, batch: Batch
-) -> None:
-    payload = [materialise(item, _counter) for item in batch.items]
-    expected = Expected()
-    for line in payload:
-        expect(line, expected)
-    run_batch(target, payload, expected)
+def test_random_and_malformed_lines_get_exactly_the_answers_json_rpc_requires(target: FuzzTarget) -> None:
+    """Every example, then what must hold once all have run: one process served them all, and
+    nothing is left over. (The after-checks are part of this test, not a test of their own whose
+    verdict would depend on running after it.)"""
 
+    @settings(
+        max_examples=400,
+        deadline=None,
+        database=None,
+        phases=(Phase.explicit, Phase.generate),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(batch=batches())
+    def example(batch: Batch) -> None:
+        payload = [materialise(item, _counter) for item in batch.items]
+        expected = Expected()
+        for line in payload:
+            expect(line, expected)
+        run_batch(target, payload, expected)
 
-def test_the_fuzzed_process_is_still_the_first_one_and_stays_silent(target: FuzzTarget) -> None:
-    """Runs after the property test: one process served every example, and nothing is left over."""
+    example()
+
     server = target.ensure_alive()
     assert target.spawned == 1, f"the server had to be restarted {target.spawned - 1} times"
-    pong = server.request("ping", timeout=10)
-    assert pong["result"] == {}
-    time.sleep(0.3)
-    assert server.lines.empty(), "no late answers to notifications or duplicates"
+    # A ping as a barrier: anything late (an answer to a notification, a duplicate) written before
+    # its answer is in the queue ahead of it.
+    request_id = server.next_id()
+    server.send({"jsonrpc": "2.0", "id": request_id, "method": "ping"})
+    first = server.read(timeout=10)
+    assert first == {"jsonrpc": "2.0", "id": request_id, "result": {}}, "no late answers or duplicates"
     assert server.stdout_is_pure_jsonrpc()
 
 
@@ -607,7 +629,8 @@ def test_a_lone_surrogate_in_chat_arguments_is_a_clear_error_not_an_unexpected_e
     fake: FakeOllama, tmp_path: Path, arguments: bytes
 ) -> None:
     """Such text cannot be encoded for Ollama or SQLite; today it escapes as an unexpected exception."""
-    with RawServer(_raw_env(fake, tmp_path)) as server:
+    server, pumps = spawn(_raw_env(fake, tmp_path))
+    with server:
         server.initialize()
         server.send_raw(
             b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"chat","arguments":'
@@ -616,9 +639,9 @@ def test_a_lone_surrogate_in_chat_arguments_is_a_clear_error_not_an_unexpected_e
         )
         answer = response_unless_dead(server, 7)
         assert answer is not None, "the server died"
-        time.sleep(0.2)
-        stderr = b"".join(server.stderr_raw).decode("utf-8", "replace")
         assert server.request("ping", timeout=5)["result"] == {}
+        server.close_stdin()
+        stderr = stderr_when_exited(server, pumps)  # every byte, not what arrived within a sleep
     result = answer["result"]
     text = result["content"][0]["text"]
     if result["isError"]:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from mcp import MCPError
 
 from mcp_ollama.settings import Settings
+from mcp_ollama.store import ChatStore
 
 from .conftest import connect
 from .fake_ollama import Behavior, FakeOllama
@@ -96,3 +102,109 @@ async def test_an_answer_the_store_cannot_keep_is_returned_marked_unsaved(
     text = text_of(result)
     assert "NOT saved" in text and "locked" in text and settings.db_path in text
     assert [m for _, m in stored(settings, "locked")] == ["first", stored(settings, "locked")[1][1]]
+
+
+# --- whatever the disk state ------------------------------------------------------------
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs of our own, to fill up or make read-only; skipped where mounting is not allowed."""
+    where = tmp_path / "small"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(where)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            f"cannot mount a small filesystem here: {mounted.stderr.decode(errors='replace').strip()}"
+        )
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _fill(directory: Path) -> None:
+    with contextlib.suppress(OSError), (directory / "ballast").open("wb") as ballast:
+        while True:
+            ballast.write(b"\0" * 4096)
+            ballast.flush()
+
+
+def _untouched(path: Path, before: bytes) -> bool:
+    return path.read_bytes() == before and not Path(f"{path}-wal").exists()
+
+
+def _remount_read_only(where: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+
+
+FOREIGN_FILES = {
+    "not-a-database": (b"This is a text file, not SQLite.\n" * 100, "not a healthy SQLite database"),
+    "another-application": (None, "another application's database"),
+    "a-newer-version": (None, "newer version of mcp-ollama"),
+}
+
+
+def _make_foreign(path: Path, kind: str) -> None:
+    content, _ = FOREIGN_FILES[kind]
+    if content is not None:
+        path.write_bytes(content)
+        return
+    conn = sqlite3.connect(path)
+    if kind == "another-application":
+        conn.execute("CREATE TABLE contacts (name TEXT)")
+        conn.execute("INSERT INTO contacts VALUES ('Ada')")
+    else:
+        with ChatStore.open(path):
+            pass
+        conn.execute("INSERT INTO _migrations VALUES ('m999_from_the_future', '2030-01-01T00:00:00.000000Z')")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("kind", sorted(FOREIGN_FILES))
+async def test_a_file_that_is_not_ours_is_left_untouched_and_explained(
+    settings: Settings, fake: FakeOllama, tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "other.db"
+    _make_foreign(path, kind)
+    before = path.read_bytes()
+    foreign = dataclasses.replace(settings, db_path=str(path))
+    async with connect(foreign, "legacy") as client:  # the server starts all the same
+        listed = await client.list_tools()
+        answer = await client.call_tool("chat", {"message": "still there?"})
+        with pytest.raises(MCPError) as refused:
+            await client.list_resources()
+    assert "chat" in {t.name for t in listed.tools}
+    assert answer.is_error is not True
+    assert answer.structured_content["saved"] is False
+    assert answer.structured_content["answer"].startswith("You said: still there?")
+    expected = FOREIGN_FILES[kind][1]
+    assert expected in text_of(answer) and str(path) in text_of(answer)
+    assert refused.value.code not in (0, None) and expected in refused.value.message
+    assert _untouched(path, before)
+
+
+async def test_a_full_disk_loses_no_answer(settings: Settings, fake: FakeOllama, small_fs: Path) -> None:
+    full = dataclasses.replace(settings, db_path=str(small_fs / "sessions.sqlite3"))
+    async with connect(full, "legacy") as client:
+        first = await client.call_tool("chat", {"message": "before", "session_id": "disk"})
+        _fill(small_fs)
+        big = "x" * 10_000  # a turn that needs pages the disk no longer has
+        second = await client.call_tool("chat", {"message": big, "session_id": "disk"})
+    assert first.structured_content["saved"] is True
+    assert second.is_error is not True
+    assert second.structured_content["saved"] is False
+    assert "disk is full" in text_of(second)
+    assert second.structured_content["answer"].startswith("You said: xxx")
+
+
+async def test_a_read_only_disk_still_answers(settings: Settings, fake: FakeOllama, small_fs: Path) -> None:
+    _remount_read_only(small_fs)
+    stuck = dataclasses.replace(settings, db_path=str(small_fs / "data" / "sessions.sqlite3"))
+    async with connect(stuck, "modern") as client:
+        answer = await client.call_tool("chat", {"message": "read only?"})
+    assert answer.structured_content["saved"] is False
+    assert "read-only" in text_of(answer) and str(small_fs / "data") in text_of(answer)

@@ -206,7 +206,10 @@ async def test_handshake_clients_get_updated_and_list_changed_notifications(sett
         await client.unsubscribe_resource(uri)
         received.clear()
         await chat(client, "third", sid)
-        await anyio.sleep(0.1)
+        # A barrier instead of a sleep: a new session's list_changed comes after anything the
+        # third turn would have sent, so once it is here, a resource_updated would be too.
+        await chat(client, "fourth, in a new session")
+        assert await eventually(lambda: any(isinstance(m, ResourceListChangedNotification) for m in received))
     assert not any(isinstance(m, ResourceUpdatedNotification) for m in received)
 
 
@@ -307,14 +310,25 @@ async def test_configured_system_prompt_replaces_the_default_everywhere(
     async with connect(custom, "legacy") as client:
         got = await client.get_prompt("system_prompt", {"language": "German", "style": "concise"})
         plain = await client.get_prompt("system_prompt")
-        await chat(client, "hi")
+        sid = await chat(client, "hi")
+        await chat(client, "and again", sid)  # a later turn, with history
+        await chat(client, "elsewhere")
     assert plain.messages[0].content.text == "You are a pirate."
-    assert fake.chat_requests[-1]["messages"][0]["content"] == "You are a pirate."
     shaped = got.messages[0].content.text
     assert shaped.startswith("You are a pirate.")
     assert "German" in shaped
     assert "short" in shaped
-    assert ChatService.__name__  # the chat service is the one place the prompt is rendered for the model
+    # Every request Ollama got opens with the configured prompt, and none holds the default.
+    assert len(fake.chat_requests) == 3
+    for body in fake.chat_requests:
+        assert body["messages"][0] == {"role": "system", "content": "You are a pirate."}
+        assert not any(m["content"] == DEFAULT_SYSTEM_PROMPT for m in body["messages"])
+    assert [m["role"] for m in fake.chat_requests[1]["messages"]] == ["system", "user", "assistant", "user"]
+    store = ChatStore.open(custom.db_path)
+    try:
+        assert ChatService(custom, None, store).system_prompt == "You are a pirate."  # type: ignore[arg-type]
+    finally:
+        store.close()
 
 
 async def test_bad_prompt_requests_are_invalid_params(settings: Settings, era: str) -> None:

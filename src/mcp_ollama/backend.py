@@ -4,13 +4,14 @@ This module owns every byte exchanged with Ollama: ``OllamaClient`` posts chat r
 streams the NDJSON answer as ``ChatChunk`` objects, lists and describes models, and maps
 every transport failure, error status and broken stream to the error tree in ``errors.py``
 in one place, so that no httpx exception ever reaches a caller. It knows nothing about MCP;
-its settings (URL, timeouts) are passed in by whoever builds it.
+its settings (URL, timeouts, credentials) are passed in by whoever builds it. Credentials travel
+only in the ``Authorization`` header, never in the URL, so no error text or log line holds them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
 from types import TracebackType
 from typing import Any, Literal, NoReturn, Self, cast
@@ -304,7 +305,13 @@ class OllamaClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        api_key: str | None = None,
     ) -> None:
+        """``basic_auth`` (user, password) wins over ``api_key`` (a bearer token): one header."""
+        if httpx.URL(base_url).userinfo:
+            # httpx would send them, and every error text and log line naming the URL would show them.
+            raise ValueError("pass credentials as basic_auth, not in the URL")
         self._base_url = base_url.rstrip("/")
         self._read_timeout = read_timeout
         # Waiting for a free pooled connection is like waiting in Ollama's own queue, so it
@@ -313,8 +320,14 @@ class OllamaClient:
         timeout = httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=read_timeout
         )
+        auth: httpx.Auth | None = None
+        if basic_auth is not None:
+            auth = httpx.BasicAuth(*basic_auth)
+        elif api_key is not None:
+            auth = _BearerAuth(api_key)
         self._http = httpx.AsyncClient(
             base_url=self._base_url,
+            auth=auth,
             timeout=timeout,
             transport=transport,
             trust_env=False,  # a proxy from the environment must not capture a local server
@@ -327,7 +340,7 @@ class OllamaClient:
 
     @property
     def base_url(self) -> str:
-        """The Ollama URL this client talks to, without a trailing slash."""
+        """The Ollama URL this client talks to, without a trailing slash (nor credentials)."""
         return self._base_url
 
     async def aclose(self) -> None:
@@ -467,6 +480,20 @@ class OllamaClient:
             f"(is another program listening there?): {_preview(response.content)}"
         )
         raise OllamaStatusError(response.status_code, detail, self._base_url) from exc
+
+
+class _BearerAuth(httpx.Auth):
+    """``Authorization: Bearer <key>``, as Ollama's own clients send ``OLLAMA_API_KEY``."""
+
+    def __init__(self, key: str) -> None:
+        self._header = f"Bearer {key}"
+
+    def __repr__(self) -> str:
+        return "_BearerAuth('********')"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._header
+        yield request
 
 
 class _ChunkStream:

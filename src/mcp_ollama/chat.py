@@ -206,7 +206,12 @@ class ChatService:
         if self._locks.busy(sid):
             observer.queued()
         async with self._locks.hold(sid):
-            history = [_to_chat(m) for m in self._store.recent_messages(sid, self._settings.history_turns)]
+            store_error: str | None = None
+            try:
+                stored = self._store.recent_messages(sid, self._settings.history_turns)
+            except StoreError as exc:  # answer all the same, without the history, and say so
+                stored, store_error = [], str(exc)
+            history = [_to_chat(m) for m in stored]
             system = ChatMessage(role="system", content=self.system_prompt)
             user = ChatMessage(role="user", content=plan.message)
             context_tokens = (options.num_ctx if options and options.num_ctx else None) or (
@@ -223,24 +228,25 @@ class ChatService:
             )
             observer.requested(sum(estimate_tokens(m.content) for m in request.messages))
             answer, final = await self._stream(request, observer)
-            store_error = None
+            created = False
             try:
-                created = self._store.append_turn(
-                    sid,
-                    model=plan.model,
-                    user=plan.message,
-                    assistant=answer,
-                    meta={
-                        "model": plan.model,
-                        "done_reason": final.done_reason,
-                        "prompt_tokens": final.prompt_eval_count,
-                        "completion_tokens": final.eval_count,
-                        "total_ms": _ms(final.total_duration),
-                    },
-                    job_id=plan.job_id,
-                )
+                if store_error is None:
+                    created = self._store.append_turn(
+                        sid,
+                        model=plan.model,
+                        user=plan.message,
+                        assistant=answer,
+                        meta={
+                            "model": plan.model,
+                            "done_reason": final.done_reason,
+                            "prompt_tokens": final.prompt_eval_count,
+                            "completion_tokens": final.eval_count,
+                            "total_ms": _ms(final.total_duration),
+                        },
+                        job_id=plan.job_id,
+                    )
             except StoreError as exc:  # the answer is the user's all the same: return it, unsaved
-                created, store_error = False, str(exc)
+                store_error = str(exc)
         return TurnOutcome(
             session_id=sid,
             model=final.model or plan.model,

@@ -35,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve (default): speak MCP on stdin/stdout. doctor: check Ollama, the model and the database.",
     )
     for spec in SETTINGS_SPEC:
-        parser.add_argument(spec.flag, dest=spec.name, metavar=spec.metavar, help=f"{spec.help} [{spec.env}]")
+        if spec.flag is not None:
+            parser.add_argument(
+                spec.flag, dest=spec.name, metavar=spec.metavar, help=f"{spec.help} [{spec.env}]"
+            )
+    env_only = [f"{spec.env}: {spec.help}" for spec in SETTINGS_SPEC if spec.flag is None]
+    parser.epilog = " ".join([parser.epilog or "", "Set in the environment only:", *env_only])
     return parser
 
 

@@ -30,6 +30,8 @@ async def run_checks(settings: Settings) -> list[Check]:
         settings.ollama_url,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.generation_timeout,
+        basic_auth=settings.basic_auth(),
+        api_key=settings.bearer_token(),
     ) as client:
         try:
             version = await client.version()
@@ -39,7 +41,13 @@ async def run_checks(settings: Settings) -> list[Check]:
                 Check("model", False, f"not checked: Ollama is not reachable at {settings.ollama_url}")
             )
         else:
-            checks.append(Check("ollama", True, f"Ollama {version} answers at {settings.ollama_url}"))
+            checks.append(
+                Check(
+                    "ollama",
+                    True,
+                    f"Ollama {version} answers at {settings.ollama_url} ({settings.ollama_auth})",
+                )
+            )
             try:
                 names = [m.name for m in await client.list_models()]
             except BackendError as exc:

@@ -75,7 +75,12 @@ class OllamaStatusError(BackendError):
         self.error = error
         self.url = url
         hint = ""
-        if status in (429, 503):
+        if status in (401, 403):
+            hint = (
+                " Check the user and password in OLLAMA_HOST (http://user:password@host:port) or "
+                "the key in OLLAMA_API_KEY."
+            )
+        elif status in (429, 503):
             hint = " Ollama is busy; try again in a moment."
         elif status >= 500:
             hint = " Check Ollama's own log (`journalctl -u ollama` or the terminal running `ollama serve`)."

@@ -10,6 +10,11 @@
   ``subscriptions/listen`` bus. ``Peers.resource_updated`` and ``Peers.resources_changed``
   feed both paths.
 - ``not_found_code``: -32002 for a missing resource in the handshake era, -32602 from 2026-07-28.
+- ``ErrorCodeMiddleware``: an exception escaping a handler is -32603 with a sentence (the SDK
+  answers code 0).
+- ``TaskCapabilityMiddleware``: 2025-11-25 ``initialize`` advertises ``capabilities.tasks`` and
+  ``tools/list`` marks the task tools ``execution.taskSupport: "optional"`` (the SDK has no
+  hook for either; the 2026-07-28 extension is advertised by its ``Extension``).
 """
 
 from __future__ import annotations
@@ -24,12 +29,16 @@ from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     LoggingLevel,
     LoggingMessageNotification,
     LoggingMessageNotificationParams,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+
+from .errors import McpOllamaError
 
 logger = logging.getLogger(__name__)
 
@@ -193,3 +202,70 @@ class SpecMiddleware:
                 # Sessions appear and disappear at run time, and we say so.
                 resources["listChanged"] = True
         return result
+
+
+# ---------------------------------------------------------------------------- tasks (2025-11-25)
+
+TASKS_PROTOCOL_VERSION = "2025-11-25"
+
+
+class TaskCapabilityMiddleware:
+    """Advertises 2025-11-25 core tasks: the ``tasks`` capability, ``execution`` on task tools."""
+
+    def __init__(self, task_tools: frozenset[str]) -> None:
+        self._task_tools = task_tools
+
+    async def __call__(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        call_next: Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResult]],
+    ) -> HandlerResult:
+        result = await call_next(ctx)
+        if not isinstance(result, dict) or ctx.request_id is None:
+            return result
+        if ctx.method == "initialize" and result.get("protocolVersion") == TASKS_PROTOCOL_VERSION:
+            capabilities = result.get("capabilities")
+            if isinstance(capabilities, dict):
+                capabilities["tasks"] = {
+                    "list": {},
+                    "cancel": {},
+                    "requests": {"tools": {"call": {}}},
+                }
+        elif ctx.method == "tools/list" and ctx.protocol_version == TASKS_PROTOCOL_VERSION:
+            for tool in result.get("tools", []):
+                if isinstance(tool, dict) and tool.get("name") in self._task_tools:
+                    tool["execution"] = {"taskSupport": "optional"}
+        return result
+
+
+class ErrorCodeMiddleware:
+    """Every failure of a request is a JSON-RPC error with a real code and a sentence.
+
+    The SDK answers an exception escaping a handler with error code 0 and its bare text.
+    Ours (``McpOllamaError``) already say what happened and what to do, so they keep their
+    text under -32603; anything else is logged and told as an internal error. ``MCPError``
+    passes through untouched. Install it outermost, so it sees what the others let through.
+    """
+
+    async def __call__(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        call_next: Callable[[ServerRequestContext[Any, Any]], Awaitable[HandlerResult]],
+    ) -> HandlerResult:
+        try:
+            return await call_next(ctx)
+        except (MCPError, ValidationError):  # the SDK maps these itself (ValidationError: -32602)
+            raise
+        except McpOllamaError as exc:
+            if ctx.request_id is None:
+                raise
+            raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from exc
+        except Exception as exc:
+            if ctx.request_id is None:
+                raise
+            logger.exception("%s failed", ctx.method)
+            raise MCPError(
+                code=INTERNAL_ERROR,
+                message=f"Internal error while answering {ctx.method} ({type(exc).__name__}). The "
+                "server keeps running; if this repeats, report it with the server's log (stderr).",
+            ) from exc

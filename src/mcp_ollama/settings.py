@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "llama3:8b"
@@ -24,7 +25,32 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(ValueError):
-    """A flag or environment variable has a value we cannot use."""
+    """A flag or environment variable has a value we cannot use; the message never holds a secret."""
+
+
+class Secret:
+    """A password or key: shown as ``'********'`` by ``str``, ``repr`` and f-strings, so that an
+    error text, a log line or a repr cannot leak it. ``reveal()`` is for the one place that sends it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    def __str__(self) -> str:
+        return "********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -32,7 +58,14 @@ class Settings:
     """Everything the server needs to know, fixed for the life of the process."""
 
     ollama_url: str = DEFAULT_OLLAMA_URL
-    """Base URL of Ollama's REST API, normalised from ``OLLAMA_HOST``."""
+    """Base URL of Ollama's REST API, normalised from ``OLLAMA_HOST``, without credentials: safe to show."""
+    ollama_user: str | None = field(default=None, repr=False)
+    """User for HTTP Basic auth, from ``OLLAMA_HOST``'s ``user:password@`` (a reverse proxy in front)."""
+    ollama_password: Secret | None = field(default=None, repr=False)
+    """Password for HTTP Basic auth, from ``OLLAMA_HOST``; never shown."""
+    ollama_api_key: Secret | None = field(default=None, repr=False)
+    """Bearer token from ``OLLAMA_API_KEY`` (remote or cloud Ollama); not sent when ``OLLAMA_HOST``
+    carries a user and password, since a request has one ``Authorization`` header. Never shown."""
     model: str = DEFAULT_MODEL
     """Model used when a ``chat`` call names none."""
     system_prompt: str | None = None
@@ -67,6 +100,28 @@ class Settings:
     """Threshold for the server's own log on stderr."""
 
     @property
+    def ollama_auth(self) -> str:
+        """How requests to Ollama authenticate, in words that hold no secret."""
+        if self.ollama_user is not None:
+            ignored = " (OLLAMA_API_KEY is set but not sent)" if self.ollama_api_key else ""
+            return f"HTTP Basic auth as {self.ollama_user!r}{ignored}"
+        if self.ollama_api_key is not None:
+            return "a bearer token from OLLAMA_API_KEY"
+        return "no credentials"
+
+    def basic_auth(self) -> tuple[str, str] | None:
+        """(user, password) for HTTP Basic auth: revealed for the HTTP client, and nothing else."""
+        if self.ollama_user is None:
+            return None
+        return self.ollama_user, self.ollama_password.reveal() if self.ollama_password else ""
+
+    def bearer_token(self) -> str | None:
+        """The API key for the HTTP client (and nothing else); None when Basic auth is used."""
+        if self.ollama_user is not None or self.ollama_api_key is None:
+            return None
+        return self.ollama_api_key.reveal()
+
+    @property
     def context_tokens(self) -> int:
         """The context window the history is trimmed to fit when a call sets no ``num_ctx``."""
         return self.num_ctx or DEFAULT_CONTEXT_TOKENS
@@ -77,10 +132,16 @@ class SettingSpec:
     """One configurable setting: its flag, environment variable, and help text."""
 
     name: str
-    flag: str
+    flag: str | None
+    """``None`` for a setting read from the environment only (a secret: ``ps`` shows flags)."""
     env: str
     help: str
     metavar: str = "VALUE"
+
+    @property
+    def names(self) -> str:
+        """How an error message names the setting: ``--flag / VARIABLE``, or just the variable."""
+        return f"{self.flag} / {self.env}" if self.flag else self.env
 
 
 SETTINGS_SPEC: tuple[SettingSpec, ...] = (
@@ -88,8 +149,19 @@ SETTINGS_SPEC: tuple[SettingSpec, ...] = (
         "ollama_url",
         "--ollama-host",
         "OLLAMA_HOST",
-        "Ollama's address, in Ollama's own forms (host, host:port, :port, URL). Default 127.0.0.1:11434.",
+        "Ollama's address, in Ollama's own forms (host, host:port, :port, URL). Default 127.0.0.1:11434. "
+        "A URL may carry http://user:password@host:port/ (percent-encoded or raw) for a reverse proxy "
+        "asking for HTTP Basic auth; the password is never shown. Prefer the variable for it: other "
+        "users can see flags in ps.",
         "HOST",
+    ),
+    SettingSpec(
+        "ollama_api_key",
+        None,
+        "OLLAMA_API_KEY",
+        "API key sent as a bearer token (remote or cloud Ollama). Environment only, since other users "
+        "can see flags in ps; never shown. Not sent when OLLAMA_HOST carries a user and password.",
+        "KEY",
     ),
     SettingSpec("model", "--model", "MCP_OLLAMA_MODEL", f"Default model. Default {DEFAULT_MODEL}.", "NAME"),
     SettingSpec(
@@ -210,27 +282,53 @@ def default_db_path() -> Path:
     return Path(platformdirs.user_data_dir("mcp-ollama", appauthor=False)) / "sessions.sqlite3"
 
 
-def parse_ollama_host(value: str | None) -> str:
+@dataclass(frozen=True)
+class OllamaHost:
+    """``OLLAMA_HOST`` read: the URL to show and connect to, and the credentials it carried."""
+
+    url: str
+    """Base URL without credentials."""
+    user: str | None = None
+    password: Secret | None = field(default=None, repr=False)
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
+def parse_ollama_host(value: str | None) -> OllamaHost:
     """Normalise an ``OLLAMA_HOST`` value to a base URL, the way Ollama's own CLI reads it.
 
     Unset means ``http://127.0.0.1:11434``. Accepted: ``host``, ``host:port``, ``:port``,
     ``[::1]:port`` and full URLs; a URL without a port gets its scheme's port (80 or 443),
     a bare host gets 11434. Bind-all addresses (``0.0.0.0``, ``::``) become loopback,
     since they name no host to connect to.
+
+    ``user:password@`` before the host is taken off the URL and kept for HTTP Basic auth. The
+    host starts after the *last* ``@``, and the user ends at the first ``:``, so a password may
+    hold ``:``, ``/`` and ``@`` raw or percent-encoded (``%3A``, ``%2F``, ``%40``); an ``@`` in
+    the path must be written ``%40``. Error messages show the value with its credentials masked.
     """
     text = (value or "").strip()
     if not text:
-        return DEFAULT_OLLAMA_URL
+        return OllamaHost(DEFAULT_OLLAMA_URL)
     scheme, sep, rest = text.partition("://")
+    if not sep or not _SCHEME.fullmatch(scheme):  # no scheme (a "://" may be inside a password)
+        scheme, sep, rest = "", "", text
+    user: str | None = None
+    password: Secret | None = None
+    if "@" in rest:
+        userinfo, _, rest = rest.rpartition("@")
+        user, password = _credentials(userinfo)
+    shown = repr(f"{scheme}{sep}{'***@' if user is not None else ''}{rest}")
     default_port = 11434
     if not sep:
-        scheme, rest = "http", text
+        scheme = "http"
     elif scheme == "http":
         default_port = 80
     elif scheme == "https":
         default_port = 443
     else:
-        raise SettingsError(f"OLLAMA_HOST {value!r}: only http:// and https:// are supported")
+        raise SettingsError(f"OLLAMA_HOST {shown}: only http:// and https:// are supported")
     hostport, _, path = rest.partition("/")
     if _is_ip(hostport.strip("[]")):
         host, port = hostport.strip("[]"), default_port
@@ -240,7 +338,7 @@ def parse_ollama_host(value: str | None) -> str:
             host = parts.hostname or "127.0.0.1"
             port = parts.port if parts.port is not None else default_port
         except ValueError as exc:
-            raise SettingsError(f"OLLAMA_HOST {value!r} is not a host, host:port or URL") from exc
+            raise SettingsError(f"OLLAMA_HOST {shown} is not a host, host:port or URL") from exc
     if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
     elif host == "::":
@@ -248,7 +346,40 @@ def parse_ollama_host(value: str | None) -> str:
     if _is_ip(host) and ipaddress.ip_address(host).version == 6:
         host = f"[{host}]"
     path = f"/{path}".rstrip("/") if path else ""
-    return f"{scheme}://{host}:{port}{path}"
+    return OllamaHost(f"{scheme}://{host}:{port}{path}", user, password)
+
+
+def _credentials(userinfo: str) -> tuple[str | None, Secret | None]:
+    """``user[:password]`` from a URL, percent-decoded; (None, None) when empty."""
+    if not userinfo:
+        return None, None
+    raw_user, colon, raw_password = userinfo.partition(":")
+    try:
+        user = unquote(raw_user, errors="strict")
+        password = unquote(raw_password, errors="strict")
+    except UnicodeDecodeError:
+        raise SettingsError(
+            "OLLAMA_HOST: the user or password holds a percent-escape that is not UTF-8 (not shown); "
+            "write the character itself, or its UTF-8 bytes, each as %XX"
+        ) from None
+    if ":" in user:
+        raise SettingsError("OLLAMA_HOST: the user name holds a ':', which HTTP Basic auth cannot carry")
+    if not user and not colon:
+        return None, None
+    return user, Secret(password)
+
+
+def read_api_key(value: str | None) -> Secret | None:
+    """``OLLAMA_API_KEY``, checked to fit an HTTP header; the error never shows the key."""
+    key = (value or "").strip()
+    if not key:
+        return None
+    if not all(33 <= ord(char) <= 126 for char in key):
+        raise SettingsError(
+            "OLLAMA_API_KEY holds a space, a control character or a non-ASCII character (the key is "
+            "not shown); copy it again"
+        )
+    return Secret(key)
 
 
 def _is_ip(text: str) -> bool:
@@ -303,8 +434,14 @@ def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str] | 
             given = env.get(spec.env) or None
         if given is not None:
             raw[spec.name] = given
-    names = {spec.name: f"{spec.flag} / {spec.env}" for spec in SETTINGS_SPEC}
-    values: dict[str, Any] = {"ollama_url": parse_ollama_host(raw.get("ollama_url"))}
+    names = {spec.name: spec.names for spec in SETTINGS_SPEC}
+    address = parse_ollama_host(raw.get("ollama_url"))
+    values: dict[str, Any] = {
+        "ollama_url": address.url,
+        "ollama_user": address.user,
+        "ollama_password": address.password,
+        "ollama_api_key": read_api_key(raw.get("ollama_api_key")),
+    }
     if "model" in raw:
         values["model"] = raw["model"].strip()
     if "system_prompt" in raw and "system_prompt_file" in raw:

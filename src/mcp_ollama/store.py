@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self, cast
 
 from mcp_ollama.errors import InvalidSessionId, SessionNotFound, StoreError
 
@@ -298,26 +299,39 @@ class ChatStore:
 
         ``":memory:"`` gives a private, throwaway database. A new file and any directories
         created for it are readable by their owner only; an existing file keeps its mode.
+        A file that is not ours (another application's database, not a database at all) or
+        that a newer version wrote is refused with ``StoreError`` and left exactly as it was;
+        so is any other failure to open, with its cause and fix.
         """
         path_text = os.fspath(path)
-        if path_text == ":memory:":
-            conn = cls._connect(path_text)
-        else:
-            # umask is process-wide: another thread creating files during this window
-            # would also get owner-only modes, which errs on the safe side.
-            previous_umask = os.umask(0o077)
-            try:
-                Path(path_text).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                # Create the file ourselves so it is 0600 before SQLite writes a byte.
-                # SQLite gives the -wal and -shm files it makes the database file's mode.
-                # Python's os.open is non-inheritable already (PEP 446), on Windows too, where
-                # os.O_CLOEXEC does not exist; the mode is ignored there (ACLs apply).
-                fd = os.open(path_text, os.O_RDWR | os.O_CREAT, 0o600)
-                os.close(fd)
+        try:
+            if path_text == ":memory:":
                 conn = cls._connect(path_text)
-            finally:
-                os.umask(previous_umask)
+            else:
+                # umask is process-wide: another thread creating files during this window
+                # would also get owner-only modes, which errs on the safe side.
+                previous_umask = os.umask(0o077)
+                try:
+                    Path(path_text).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    # Create the file ourselves so it is 0600 before SQLite writes a byte.
+                    # SQLite gives the -wal and -shm files it makes the database file's mode.
+                    # Python's os.open is non-inheritable already (PEP 446), on Windows too, where
+                    # os.O_CLOEXEC does not exist; the mode is ignored there (ACLs apply).
+                    fd = os.open(path_text, os.O_RDWR | os.O_CREAT, 0o600)
+                    os.close(fd)
+                    conn = cls._connect(path_text)
+                finally:
+                    os.umask(previous_umask)
+        except sqlite3.Error as exc:
+            raise StoreError(path_text, describe_sqlite_error(exc, path_text)) from exc
+        except OSError as exc:
+            raise StoreError(path_text, describe_os_error(exc, path_text)) from exc
         return cls(conn, path_text)
+
+    @classmethod
+    def unavailable(cls, path: str, error: StoreError) -> ChatStore:
+        """A store that could not be opened: every call raises ``error``, so each tool can explain."""
+        return cls(cast(sqlite3.Connection, _Unavailable(error)), path)
 
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:
@@ -329,6 +343,7 @@ class ChatStore:
             # busy_timeout first, so the journal-mode switch and migrations wait for
             # another process instead of failing with "database is locked".
             conn.execute("PRAGMA busy_timeout = 5000")
+            _refuse_foreign(conn, path)  # before anything writes: a file not ours stays as it was
             conn.execute("PRAGMA journal_mode = WAL")
             # In WAL mode, synchronous=NORMAL never corrupts the database and never loses
             # a committed transaction when the process crashes; only a power loss or OS
@@ -656,6 +671,34 @@ class ChatStore:
             meta = {}
         return _message_from_row(row[:3]), meta if isinstance(meta, dict) else {}
 
+    def list_tasks(
+        self, requester: str, limit: int = 50, cursor: str | None = None, now: datetime | None = None
+    ) -> tuple[list[JobRecord], str | None]:
+        """One page of ``requester``'s task records not yet expired, oldest first, and the next cursor.
+
+        Running records are listed even past their expiry (they end first). The cursor is
+        opaque, as for ``list_sessions``; ``ValueError`` for one this store did not make.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        query = (
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE requester = ?"
+            " AND (expires_at IS NULL OR expires_at >= ? OR status = 'running')"
+        )
+        params: tuple[object, ...] = (requester, _format_time(now or datetime.now(UTC)))
+        if cursor is not None:
+            query += " AND (started_at, id) > (?, ?)"
+            params += _decode_cursor(cursor)
+        query += " ORDER BY started_at, id LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(query, (*params, limit + 1)).fetchall()
+        records = [_job_from_row(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = _encode_cursor(str(last[5]), str(last[0]))
+        return records, next_cursor
+
     def delete_expired_jobs(self, now: datetime | None = None) -> int:
         """Forget task records whose time to live has passed; returns how many."""
         moment = _format_time(now or datetime.now(UTC))
@@ -665,6 +708,68 @@ class ChatStore:
                 (moment,),
             )
         return cur.rowcount
+
+
+class _Unavailable:
+    """Stands in for the connection of a store that could not be opened."""
+
+    in_transaction = False
+
+    def __init__(self, error: StoreError) -> None:
+        self._error = error
+
+    def execute(self, *args: object) -> NoReturn:
+        raise self._error
+
+    def close(self) -> None:
+        pass
+
+
+_FIRST_MIGRATION = "m001_create_sessions_and_messages"
+
+
+def _refuse_foreign(conn: sqlite3.Connection, path: str) -> None:
+    """Raise ``StoreError`` unless the database is empty or ours, and no newer than this code; reads only."""
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    applied: set[str] = set()
+    if "_migrations" in tables:
+        applied = {str(name) for (name,) in conn.execute("SELECT name FROM _migrations")}
+    # Empty, or only our bookkeeping so far (another process may be creating it right now).
+    fresh = tables <= {"_migrations", "sqlite_sequence"} and applied <= {m.__name__ for m in MIGRATIONS}
+    if fresh:
+        return
+    if _FIRST_MIGRATION not in applied:
+        shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+        raise StoreError(
+            path,
+            f"it is another application's database (tables: {shown}); mcp-ollama left it untouched. "
+            "Choose another file with --db / MCP_OLLAMA_DB.",
+        )
+    unknown = sorted(applied - {m.__name__ for m in MIGRATIONS})
+    if unknown:
+        raise StoreError(
+            path,
+            f"a newer version of mcp-ollama has changed it (migrations {', '.join(unknown)} are unknown "
+            "to this version), so this version will not write to it. Upgrade mcp-ollama, or choose "
+            "another file with --db / MCP_OLLAMA_DB.",
+        )
+
+
+def describe_os_error(exc: OSError, path: str) -> str:
+    """One sentence for a person: why the database file or its directory could not be made."""
+    where = Path(path).parent
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"{reason}: {where} is not writable (read-only?). Make it writable, or use another file (--db)."
+        )
+    if exc.errno == errno.ENOSPC:
+        return f"the disk is full ({reason}). Free some space on the disk holding {where}."
+    if isinstance(exc, NotADirectoryError | FileExistsError):
+        return (
+            f"{reason}: a file stands where a directory of {path} should be. Choose another path with --db."
+        )
+    return f"{reason}. Check {where}, or choose another file with --db / MCP_OLLAMA_DB."
 
 
 def describe_sqlite_error(exc: sqlite3.Error, path: str) -> str:

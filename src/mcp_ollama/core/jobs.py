@@ -89,6 +89,10 @@ class Job:
     stop_reason: str = ""
     recorded: bool = False
     """Whether the store holds a record of this job."""
+    requester: str | None = None
+    """For an MCP task: who may see it (recorded with the job)."""
+    expires_at: datetime | None = None
+    """For an MCP task: when its record may be forgotten (its time to live)."""
     pieces: list[str] = field(default_factory=list)
     last_change: datetime = field(default_factory=lambda: datetime.now(UTC))
     _changed: anyio.Event = field(default_factory=anyio.Event)
@@ -187,6 +191,8 @@ class Job:
             heartbeat_at=datetime.now(UTC),
             finished_at=finished,
             detail=detail,
+            requester=self.requester,
+            expires_at=self.expires_at,
         )
 
 

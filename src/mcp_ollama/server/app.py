@@ -49,9 +49,9 @@ from .. import __version__
 from ..backend import OllamaClient
 from ..chat import ChatService, preload_request
 from ..core.jobs import Job, Jobs
-from ..errors import BackendError, McpOllamaError, ModelNotFound, SessionNotFound
+from ..errors import BackendError, McpOllamaError, ModelNotFound, SessionNotFound, StoreError
 from ..prompts import COMMON_LANGUAGES, STYLES, render_system_prompt
-from ..protocol import Peers, SpecMiddleware, not_found_code
+from ..protocol import ErrorCodeMiddleware, Peers, SpecMiddleware, TaskCapabilityMiddleware, not_found_code
 from ..results import ModelList, SessionChange, human_size, model_summary
 from ..settings import Settings
 from ..store import ChatStore, SessionInfo, validate_session_id
@@ -68,6 +68,9 @@ from .state import (
     structured_result,
     tool_annotations,
 )
+from .tasks import TASK_TOOLS
+from .tasks_legacy import LegacyTaskCalls
+from .tasks_modern import ChatTasks
 
 logger = logging.getLogger(__name__)
 
@@ -113,12 +116,19 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        store = ChatStore.open(settings.db_path)
+        try:
+            store = ChatStore.open(settings.db_path)
+        except StoreError as exc:
+            # Serve anyway: what needs no store works, and what needs it says why it cannot.
+            logger.error("%s", exc)
+            store = ChatStore.unavailable(settings.db_path, exc)
         try:
             async with OllamaClient(
                 settings.ollama_url,
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.generation_timeout,
+                basic_auth=settings.basic_auth(),
+                api_key=settings.bearer_token(),
             ) as client:
                 chat = ChatService(settings, client, store)
 
@@ -153,11 +163,16 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         lifespan=lifespan,
         subscriptions=bus,
         log_level=settings.log_level,  # type: ignore[arg-type]
+        extensions=[ChatTasks()],  # tasks: both eras' methods, 2026-07-28 tools/call
     )
     lowlevel = server._lowlevel_server
+    lowlevel.middleware.append(ErrorCodeMiddleware())  # outermost of ours: no error has code 0
     lowlevel.middleware.append(
         SpecMiddleware(lambda name: server._tool_manager.get_tool(name) is not None, peers)
     )
+    # tasks, 2025-11-25: advertised, and task-augmented tools/call answered (after SpecMiddleware's
+    # unknown-tool check)
+    lowlevel.middleware.extend([TaskCapabilityMiddleware(TASK_TOOLS), LegacyTaskCalls()])
 
     _register_tools(server, peers)
     _register_prompts(server)

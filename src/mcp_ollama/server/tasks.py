@@ -1,0 +1,400 @@
+"""``chat`` as an MCP task: the task records both protocol eras share.
+
+A task wraps one chat job (``core.jobs``): ``TaskBook`` keeps the live ones in memory
+(bounded) and every record in the store's ``jobs`` table (status, requester, expiry, the final
+tool result as JSON) until its time to live has passed. ``tasks_legacy`` speaks 2025-11-25
+core tasks over it, ``tasks_modern`` the 2026-07-28 ``io.modelcontextprotocol/tasks``
+extension.
+
+A task is visible only to its requester, and asking for someone else's gets exactly the
+error an unknown id gets. The requester is, in the handshake era, the connection (the
+``initialize`` handshake's, in this process); in the 2026-07-28 era, which has no
+connection, the transport's pipe where there is one (stdio: the process's stdin/stdout
+pair, for as long as it lasts), else the ``clientInfo`` name and version of the request
+envelope. The last is no authorization context: over a transport without a pipe, any
+client naming itself the same sees the same tasks, so task ids are random 128-bit values
+and lifetimes are capped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import anyio
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult
+from pydantic import ValidationError
+
+from ..core.jobs import Job, Jobs, JobState, follow
+from ..errors import McpOllamaError
+from ..protocol import _connection, is_modern
+from ..results import ChatResult, complete_result, complete_text
+from ..store import JobRecord
+from . import chat_tools
+from .state import AppState, app_state, error_result, structured_result
+
+logger = logging.getLogger(__name__)
+
+TASK_TOOLS = frozenset({"chat"})
+"""Tools that may run as tasks (``execution.taskSupport: "optional"``)."""
+DEFAULT_TTL_MS = 3_600_000
+"""A task's lifetime when the requester names none (the official client never does)."""
+MAX_TTL_MS = 86_400_000
+"""The longest lifetime granted; longer requests are cut to this."""
+POLL_INTERVAL_MS = 1_000
+"""The polling interval suggested to requesters."""
+STATUS_INTERVAL = 5.0
+"""Seconds between status notifications that only update a working task's message."""
+FINISHED_TASKS_KEPT = 128
+"""Finished tasks kept in memory; older ones are answered from the store."""
+PURGE_INTERVAL = 60.0
+"""Seconds between sweeps of expired task records."""
+
+RecordStatus = Literal["running", "complete", "failed", "cancelled", "interrupted"]
+_ENDED_AS: dict[JobState, RecordStatus] = {
+    JobState.COMPLETE: "complete",
+    JobState.CANCELLED: "cancelled",
+    JobState.INTERRUPTED: "interrupted",
+}
+Notify = Callable[["ChatTask"], Awaitable[None]]
+Progress = Callable[[float, str], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class ChatTask:
+    """One task: its job while it runs, then its final tool result."""
+
+    id: str
+    requester: str
+    created_at: datetime
+    ttl_ms: int
+    job: Job | None = None
+    status: RecordStatus = "running"
+    """In the store's vocabulary; each era's view maps it to its own statuses."""
+    detail: str | None = None
+    """Why it ended, when it did not end well."""
+    result: dict[str, Any] | None = None
+    """The final ``CallToolResult`` as JSON, without ``resultType``."""
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    notify: Notify | None = None
+    """Sends a status notification, where the era has a place for one."""
+    ended: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.created_at + timedelta(milliseconds=self.ttl_ms)
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def message(self) -> str | None:
+        """What the task is doing now, or why it ended."""
+        if self.running:
+            return (self.job.message if self.job is not None else None) or "the local model is starting"
+        return self.detail
+
+    @property
+    def last_updated(self) -> datetime:
+        if self.running and self.job is not None:
+            return max(self.updated_at, self.job.last_change)
+        return self.updated_at
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def granted_ttl(requested: object) -> int:
+    """The lifetime granted for a requested ``ttl`` (ms); -32602 for one that is not a count."""
+    if requested is None:
+        return DEFAULT_TTL_MS
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
+        raise MCPError(code=INVALID_PARAMS, message="task.ttl must be a non-negative integer (milliseconds)")
+    return min(requested, MAX_TTL_MS)
+
+
+def not_found(task_id: str) -> MCPError:
+    """The answer for an unknown, expired or someone else's task: always the same."""
+    return MCPError(code=INVALID_PARAMS, message="Failed to retrieve task: Task not found")
+
+
+# ---------------------------------------------------------------------------- requesters
+
+_names: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+_serial = itertools.count(1)
+
+
+def requester_of(ctx: ServerRequestContext[Any, Any]) -> str:
+    """Who is asking, as task records name them (see the module docstring)."""
+    state = app_state(ctx)
+    connection = _connection(ctx)
+    if not is_modern(ctx):
+        return _name(connection, f"2025:{state.jobs.owner}:conn")
+    if connection.has_standalone_channel:  # a duplex pipe (stdio): one object per pipe
+        return _name(connection.outbound, f"2026:{state.jobs.owner}:pipe")
+    params = connection.client_params
+    info = params.client_info if params is not None else None
+    return f"2026:client:{info.name}/{info.version}" if info is not None else "2026:anonymous"
+
+
+def _name(key: object, prefix: str) -> str:
+    found = _names.get(key)
+    if found is None:
+        found = _names[key] = f"{prefix}{next(_serial)}"
+    return found
+
+
+# ---------------------------------------------------------------------------- starting chat
+
+
+def chat_job(state: AppState, arguments: Mapping[str, Any]) -> Job | CallToolResult:
+    """Start ``chat`` with ``arguments`` as a job, or the ``isError`` result plain ``chat`` would give."""
+    try:
+        kwargs = _chat_arguments().validate_arguments(dict(arguments))
+    except ValidationError as exc:  # worded as MCPServer words it for a plain call
+        return error_result(Exception(f"Error executing tool chat: {exc}"))
+    try:
+        plan = state.chat.plan(
+            kwargs["message"],
+            session_id=kwargs.get("session_id"),
+            model=kwargs.get("model"),
+            options=kwargs.get("options"),
+        )
+    except McpOllamaError as exc:
+        return error_result(exc)
+    return state.jobs.start(plan)
+
+
+_chat_tool: Tool | None = None
+
+
+def _chat_arguments() -> FuncMetadata:
+    """The ``chat`` tool's own argument validation (the same function MCPServer registers)."""
+    global _chat_tool
+    if _chat_tool is None:
+        _chat_tool = Tool.from_function(chat_tools.chat)
+    return _chat_tool.fn_metadata
+
+
+def final_result(job: Job) -> CallToolResult:
+    """What plain ``chat`` answers for ``job`` once it has ended (mirrors ``chat_tools._finished``)."""
+    if job.state is JobState.COMPLETE and job.outcome is not None:
+        return structured_result(complete_text(job.outcome), complete_result(job.outcome))
+    if job.error is not None:
+        return error_result(job.error)
+    status: Literal["cancelled", "interrupted"] = (
+        "interrupted" if job.state is JobState.INTERRUPTED else "cancelled"
+    )
+    result = ChatResult(
+        session_id=job.session_id, model=job.model, answer="", status=status, tokens_so_far=job.tokens
+    )
+    text = (
+        f"The answer in session {job.session_id} was {status} ({job.stop_reason}) after {job.tokens} "
+        "tokens; nothing of it was stored. Send the message again with chat to get an answer."
+    )
+    return structured_result(text, result)
+
+
+def result_json(result: CallToolResult) -> dict[str, Any]:
+    dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    dumped.pop("resultType", None)
+    return dumped
+
+
+# ---------------------------------------------------------------------------- the book
+
+
+class TaskBook:
+    """This server's tasks: live ones in memory, every one in the store until it expires."""
+
+    def __init__(self, state: AppState) -> None:
+        # Held weakly: the book is kept in a WeakKeyDictionary keyed by state.jobs.
+        self._state_ref = weakref.ref(state)
+        self._tasks: OrderedDict[str, ChatTask] = OrderedDict()
+        state.jobs.spawn(self._purge_forever)
+
+    @property
+    def _state(self) -> AppState:
+        state = self._state_ref()
+        if state is None:
+            raise RuntimeError("the server that kept these tasks has stopped")
+        return state
+
+    def adopt(
+        self, job: Job, requester: str, ttl_ms: int, *, notify: Notify | None, progress: Progress | None
+    ) -> ChatTask:
+        """Make ``job`` a task of ``requester``: recorded now, watched until it ends."""
+        task = ChatTask(job.id, requester, job.created_at, ttl_ms, job=job, notify=notify)
+        job.requester, job.expires_at = requester, task.expires_at
+        self._state.jobs.keep(job)
+        self._tasks[task.id] = task
+        self._state.jobs.spawn(lambda: self._watch(task, progress))
+        return task
+
+    def jobless(self, requester: str, ttl_ms: int, notify: Notify | None) -> ChatTask:
+        """A task for a call that fails before any job starts (bad arguments); ``fail`` it next."""
+        task = ChatTask(uuid.uuid4().hex, requester, datetime.now(UTC), ttl_ms, notify=notify)
+        self._tasks[task.id] = task
+        return task
+
+    def fail(self, task: ChatTask, result: CallToolResult) -> None:
+        """End a jobless task with the ``isError`` result its call gave."""
+        message = "".join(getattr(block, "text", "") for block in result.content)
+        self._end(task, "failed", message, result)
+        self._state.jobs.spawn(lambda: self._announce(task))
+
+    def find(self, requester: str, task_id: str) -> ChatTask:
+        """``requester``'s task ``task_id``; -32602 if it is unknown, expired or someone else's."""
+        now = datetime.now(UTC)
+        task = self._tasks.get(task_id)
+        if task is None:
+            record = self._state.store.get_job(task_id)
+            task = self._from_record(record) if record is not None else None
+        if task is None or task.requester != requester or (not task.running and task.expires_at < now):
+            raise not_found(task_id)
+        return task
+
+    def page(self, requester: str, limit: int, cursor: str | None) -> tuple[list[ChatTask], str | None]:
+        """One page of ``requester``'s tasks, oldest first; -32602 for a cursor not ours."""
+        if cursor is None:
+            self.purge()  # a listing starts: forget what has expired
+        try:
+            records, next_cursor = self._state.store.list_tasks(requester, limit, cursor)
+        except ValueError:
+            raise MCPError(code=INVALID_PARAMS, message="Invalid cursor") from None
+        tasks = [self._tasks.get(r.id) or self._from_record(r) for r in records]
+        return [task for task in tasks if task is not None], next_cursor
+
+    async def cancel(self, task: ChatTask, reason: str) -> bool:
+        """Stop ``task``'s model (Ollama's stream is closed before this returns); False if it had ended."""
+        job = task.job
+        if not task.running or job is None:
+            return False
+        if not job.cancel(reason):  # its answer is already stored: it completes
+            await task.ended.wait()
+            return False
+        self._state.jobs.keep(job)
+        self._end(task, "cancelled", f"cancelled: {reason}", final_result(job))
+        await job.join(chat_tools.CANCEL_GRACE_SECONDS)
+        return True
+
+    def purge(self) -> None:
+        now = datetime.now(UTC)
+        for key in [k for k, t in self._tasks.items() if not t.running and t.expires_at < now]:
+            del self._tasks[key]
+        try:
+            self._state.store.delete_expired_jobs(now)
+        except Exception:
+            logger.warning("could not purge expired task records", exc_info=True)
+
+    # -- internals
+
+    async def _watch(self, task: ChatTask, progress: Progress | None) -> None:
+        job = task.job
+        assert job is not None
+        async with anyio.create_task_group() as tg:
+            if progress is not None:
+                tg.start_soon(follow, job, progress, self._state.settings.progress_interval)
+            if task.notify is not None:
+                tg.start_soon(self._relay_messages, task)
+            await job.wait(None)
+            tg.cancel_scope.cancel()
+        if task.running:
+            await job.join(chat_tools.CANCEL_GRACE_SECONDS)  # its turn (and record) is written by now
+            status = _ENDED_AS.get(job.state, "failed")
+            detail = str(job.error) if job.error is not None else (job.stop_reason or None)
+            self._end(task, status, detail, final_result(job))
+        await self._announce(task)
+
+    async def _relay_messages(self, task: ChatTask) -> None:
+        """A status notification when a working task's message changes, at most every ``STATUS_INTERVAL``."""
+        assert task.job is not None
+        sent = ""
+        while task.running:
+            await task.job.changed.wait()
+            if task.running and task.message != sent:
+                sent = task.message or ""
+                await self._send(task)
+                await anyio.sleep(STATUS_INTERVAL)
+
+    def _end(self, task: ChatTask, status: RecordStatus, detail: str | None, result: CallToolResult) -> None:
+        task.status, task.detail, task.result = status, detail, result_json(result)
+        task.updated_at = datetime.now(UTC)
+        task.ended.set()
+        self._save(task)
+        finished = [key for key, t in self._tasks.items() if not t.running]
+        for key in finished[: max(0, len(finished) - FINISHED_TASKS_KEPT)]:
+            del self._tasks[key]
+
+    def _save(self, task: ChatTask) -> None:
+        store, text = self._state.store, json.dumps(task.result)
+        try:
+            if task.job is not None:
+                store.finish_job(task.id, task.status, task.detail, text)
+                store.set_job_result(task.id, text)
+            else:
+                at = task.updated_at
+                owner = self._state.jobs.owner
+                store.record_job(
+                    JobRecord(task.id, "", "", task.status, owner, task.created_at, at, task.requester, at)
+                )
+                store.finish_job(task.id, task.status, task.detail, text)
+        except Exception:
+            logger.warning("could not record task %s", task.id, exc_info=True)
+
+    async def _announce(self, task: ChatTask) -> None:
+        if task.notify is not None:
+            await self._send(task)
+
+    async def _send(self, task: ChatTask) -> None:
+        assert task.notify is not None
+        try:
+            await task.notify(task)
+        except Exception:  # a requester that went away must not break the task
+            logger.debug("could not send a task status notification", exc_info=True)
+
+    def _from_record(self, record: JobRecord) -> ChatTask | None:
+        if record.requester is None or record.expires_at is None:
+            return None  # a job that is no task
+        status: RecordStatus = record.status  # type: ignore[assignment]  # the table's CHECK
+        if status == "running" and self._state.jobs.stored_state(record) is JobState.INTERRUPTED:
+            status = "interrupted"
+        ttl = int((record.expires_at - record.started_at) / timedelta(milliseconds=1))
+        task = ChatTask(record.id, record.requester, record.started_at, ttl, status=status)
+        task.detail = record.detail
+        task.result = json.loads(record.result) if record.result else None
+        task.updated_at = record.finished_at or record.heartbeat_at
+        if not task.running:
+            task.ended.set()
+        return task
+
+    async def _purge_forever(self) -> None:
+        while True:
+            await anyio.to_thread.run_sync(self.purge)
+            await anyio.sleep(PURGE_INTERVAL)
+
+
+_books: weakref.WeakKeyDictionary[Jobs, TaskBook] = weakref.WeakKeyDictionary()
+
+
+def task_book(ctx: ServerRequestContext[Any, Any]) -> TaskBook:
+    """The task book of this server (one per lifespan: made on first use)."""
+    state = app_state(ctx)
+    book = _books.get(state.jobs)
+    if book is None:
+        book = _books[state.jobs] = TaskBook(state)
+    return book
