@@ -525,6 +525,7 @@ def run_batch(fuzz: FuzzTarget, payload: list[bytes], expected: Expected) -> Non
 _counter = itertools.count()
 
 
+@pytest.mark.slow  # ~3,000 lines through one process: ~8 s; CI runs it with -m slow
 def test_random_and_malformed_lines_get_exactly_the_answers_json_rpc_requires(target: FuzzTarget) -> None:
     """Every example, then what must hold once all have run: one process served them all, and
     nothing is left over. (The after-checks are part of this test, not a test of their own whose

@@ -263,6 +263,7 @@ def test_tools_list_shows_chat_with_its_schemas(inspector: Inspector) -> None:
     assert tools["list_models"]["annotations"]["readOnlyHint"] is True
 
 
+@pytest.mark.slow  # four Inspector processes per era: ~16 s; CI runs it with -m slow
 @pytest.mark.parametrize("era", ["legacy", "modern"])
 def test_a_session_across_inspector_runs(inspector: Inspector, fake: FakeOllama, era: str) -> None:
     inspector.era = era
