@@ -76,7 +76,10 @@ def test_crlf_lines_are_accepted_and_never_written(settings: Settings, fake: Fak
         result = server.response(2)["result"]
         assert result["isError"] is False
         server.send_raw(b"not json\r\n")
-        assert server.read()["error"]["code"] == -32700
+        reply = server.read()
+        while "method" in reply:  # notifications (resources/list_changed for the new session)
+            reply = server.read()
+        assert reply["error"]["code"] == -32700
         server.close_stdin()
         assert server.wait(15) == 0
     assert fake.chat_requests[-1]["messages"][-1]["content"] == "line one\r\nline two"

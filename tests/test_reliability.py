@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from mcp_ollama.store import ChatStore
 
 from .conftest import connect
 from .fake_ollama import Behavior, FakeOllama
+from .rawstdio import RawServer
 from .test_server import stored, text_of
+from .test_server_stdio import raw_env
 
 pytestmark = pytest.mark.anyio
 
@@ -209,3 +212,55 @@ async def test_a_read_only_disk_still_answers(settings: Settings, fake: FakeOlla
         answer = await client.call_tool("chat", {"message": "read only?"})
     assert answer.structured_content["saved"] is False
     assert "read-only" in text_of(answer) and str(small_fs / "data") in text_of(answer)
+
+
+# --- the commit and the answer are one decision ------------------------------------------
+
+
+@pytest.mark.slow  # 600 cancels swept across the moment an answer completes: ~20 s
+def test_a_cancel_racing_the_answer_never_leaves_a_turn_the_client_was_not_told_of(
+    settings: Settings, fake: FakeOllama
+) -> None:
+    env = {**raw_env(settings), "MCP_OLLAMA_LOG_LEVEL": "WARNING"}
+    answered: set[str] = set()
+    sent: list[str] = []
+    with RawServer(env) as server:
+        server.initialize()
+        server.request("logging/setLevel", {"level": "debug"})  # more notifications in the window
+        for i in range(600):
+            sid = f"g{i}"
+            sent.append(sid)
+            chat_id = server.next_id()
+            server.send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": chat_id,
+                    "method": "tools/call",
+                    "params": {"name": "chat", "arguments": {"message": f"race {i}", "session_id": sid}},
+                }
+            )
+            time.sleep((i % 40) * 0.0004)  # sweep the cancel across the answer's completion
+            server.send(
+                {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": chat_id}}
+            )
+            ping_id = server.next_id()
+            server.send({"jsonrpc": "2.0", "id": ping_id, "method": "ping"})
+            while True:  # everything up to the ping's answer: the cancel has been read by then
+                message = server.read(timeout=30)
+                if message.get("id") == chat_id and "method" not in message:
+                    assert "result" in message, message
+                    answered.add(sid)
+                elif message.get("id") == ping_id and "method" not in message:
+                    break
+        last = server.request("ping")
+        assert last["result"] == {}
+        late = [m for m in server.stdout_raw if b'"result"' in m and b"race " in m]
+        server.close_stdin()
+        assert server.wait(30) == 0
+    with ChatStore.open(settings.db_path) as store:
+        stored = {sid for sid in sent if store.get_session(sid) is not None}
+    assert len(late) == len(answered)  # no answer arrived after its cancel had been read
+    assert stored == answered, (
+        f"{len(stored - answered)} stored, never answered; {len(answered - stored)} answered, not stored"
+    )
+    assert 0 < len(answered) < 600  # the sweep really crossed the moment of completion

@@ -10,12 +10,13 @@ serialised; different sessions run concurrently.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import anyio
+import anyio.to_thread
 
 from .backend import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, OllamaClient
 from .core.text import clean_text
@@ -117,8 +118,14 @@ def _ms(nanoseconds: int | None) -> float | None:
     return None if nanoseconds is None else round(nanoseconds / 1e6, 3)
 
 
+Commit = Callable[[], "TurnOutcome"]
+"""The turn's one write transaction, run in a worker thread; returns the outcome, stored or not."""
+Undo = Callable[["TurnOutcome"], None]
+"""Takes back a committed turn (nobody was told of it); run in a worker thread."""
+
+
 class TurnObserver(Protocol):
-    """What a running turn tells whoever follows it; every call is quick and never blocks."""
+    """Whoever follows a running turn: told of its progress, and where its commit happens."""
 
     def queued(self) -> None:
         """Another turn of the same session is being written; this one waits for it."""
@@ -128,6 +135,15 @@ class TurnObserver(Protocol):
 
     def token(self, text: str) -> None:
         """A piece of the answer arrived."""
+
+    async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
+        """Run ``commit`` (off the event loop) where the answer's delivery is decided.
+
+        A job whose request still waits hands it to that request, so that the turn is stored
+        exactly when the answer is sent (``undo`` takes it back if the host cancelled during
+        the write); otherwise it runs it itself.
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -208,7 +224,9 @@ class ChatService:
         async with self._locks.hold(sid):
             store_error: str | None = None
             try:
-                stored = self._store.recent_messages(sid, self._settings.history_turns)
+                stored = await anyio.to_thread.run_sync(
+                    self._store.recent_messages, sid, self._settings.history_turns
+                )
             except StoreError as exc:  # answer all the same, without the history, and say so
                 stored, store_error = [], str(exc)
             history = [_to_chat(m) for m in stored]
@@ -228,40 +246,49 @@ class ChatService:
             )
             observer.requested(sum(estimate_tokens(m.content) for m in request.messages))
             answer, final = await self._stream(request, observer)
-            created = False
-            try:
-                if store_error is None:
+            unsaved = TurnOutcome(
+                session_id=sid,
+                model=final.model or plan.model,
+                answer=answer,
+                done_reason=final.done_reason,
+                prompt_tokens=final.prompt_eval_count,
+                completion_tokens=final.eval_count,
+                total_ms=_ms(final.total_duration),
+                load_ms=_ms(final.load_duration),
+                prompt_eval_ms=_ms(final.prompt_eval_duration),
+                eval_ms=_ms(final.eval_duration),
+                history_messages=len(history),
+                new_session=False,
+                store_error=store_error,
+            )
+            meta = {
+                "model": plan.model,
+                "done_reason": final.done_reason,
+                "prompt_tokens": final.prompt_eval_count,
+                "completion_tokens": final.eval_count,
+                "total_ms": _ms(final.total_duration),
+            }
+
+            def commit() -> TurnOutcome:
+                if unsaved.store_error is not None:  # the store could not even be read
+                    return unsaved
+                try:
                     created = self._store.append_turn(
                         sid,
                         model=plan.model,
                         user=plan.message,
                         assistant=answer,
-                        meta={
-                            "model": plan.model,
-                            "done_reason": final.done_reason,
-                            "prompt_tokens": final.prompt_eval_count,
-                            "completion_tokens": final.eval_count,
-                            "total_ms": _ms(final.total_duration),
-                        },
+                        meta=meta,
                         job_id=plan.job_id,
                     )
-            except StoreError as exc:  # the answer is the user's all the same: return it, unsaved
-                store_error = str(exc)
-        return TurnOutcome(
-            session_id=sid,
-            model=final.model or plan.model,
-            answer=answer,
-            done_reason=final.done_reason,
-            prompt_tokens=final.prompt_eval_count,
-            completion_tokens=final.eval_count,
-            total_ms=_ms(final.total_duration),
-            load_ms=_ms(final.load_duration),
-            prompt_eval_ms=_ms(final.prompt_eval_duration),
-            eval_ms=_ms(final.eval_duration),
-            history_messages=len(history),
-            new_session=created,
-            store_error=store_error,
-        )
+                except StoreError as exc:  # the answer is the user's all the same: return it, unsaved
+                    return replace(unsaved, store_error=str(exc))
+                return replace(unsaved, new_session=created)
+
+            def undo(stored: TurnOutcome) -> None:
+                self._store.remove_last_turn(sid, drop_session=stored.new_session)
+
+            return await observer.commit(commit, undo)
 
     async def _stream(self, request: ChatRequest, observer: TurnObserver) -> tuple[str, ChatChunk]:
         """Collect the streamed answer, telling ``observer`` of every piece.
@@ -319,6 +346,9 @@ class _Unobserved:
 
     def token(self, text: str) -> None:
         pass
+
+    async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
+        return await anyio.to_thread.run_sync(commit)
 
 
 def preload_request(settings: Settings, model: str | None = None) -> ChatRequest:

@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
+import anyio
 from mcp.server.connection import Connection, allowed_log_levels
 from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
@@ -69,6 +70,35 @@ def is_modern(ctx: ServerRequestContext[Any, Any]) -> bool:
 def not_found_code(ctx: ServerRequestContext[Any, Any]) -> int:
     """The error code for a missing resource in this request's protocol era."""
     return INVALID_PARAMS if is_modern(ctx) else RESOURCE_NOT_FOUND
+
+
+def wants_progress(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """Whether anyone receives this request's progress (a ``progressToken``, or an in-process callback).
+
+    Without one the SDK drops progress anyway, so a call need not follow its job at all.
+    """
+    if ctx.meta is not None and ctx.meta.get("progress_token") is not None:
+        return True
+    outbound = getattr(ctx.session, "_request_outbound", None)
+    outbound = getattr(outbound, "_inner", outbound)  # 2026-07-28 wraps the dispatch context
+    return (
+        getattr(outbound, "_on_progress", None) is not None
+        or getattr(outbound, "_progress_token", None) is not None
+    )
+
+
+def cancel_check(ctx: ServerRequestContext[Any, Any]) -> Callable[[], bool]:
+    """Whether the peer has sent ``notifications/cancelled`` for this request, asked at any moment.
+
+    The SDK keeps the flag on the request's dispatch context, behind the per-request session;
+    where it cannot be found, the answer is always "no" (the turn is then stored as before).
+    """
+    event = getattr(getattr(ctx.session, "_request_outbound", None), "cancel_requested", None)
+    return event.is_set if isinstance(event, anyio.Event) else _never
+
+
+def _never() -> bool:
+    return False
 
 
 def _connection(ctx: ServerRequestContext[Any, Any]) -> Connection:

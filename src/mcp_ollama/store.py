@@ -569,6 +569,26 @@ class ChatStore:
             (session_id, turn, role, content, created_at, meta_json),
         )
 
+    def remove_last_turn(self, session_id: str, *, drop_session: bool) -> None:
+        """Take back the session's newest turn, and the session too when ``drop_session`` (it made it).
+
+        For a turn committed while the host cancelled the request: nobody was told of it.
+        """
+        validate_session_id(session_id)
+        with self._translate_errors(), self._transaction() as conn:
+            row = conn.execute("SELECT turn_count FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            if row is None or int(row[0]) == 0:
+                return
+            turn = int(row[0])
+            conn.execute("DELETE FROM messages WHERE session_id = ? AND turn = ?", (session_id, turn))
+            if drop_session:
+                conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            else:
+                conn.execute(
+                    "UPDATE sessions SET turn_count = ?, updated_at = ? WHERE id = ?",
+                    (turn - 1, _now(), session_id),
+                )
+
     def delete_session(self, session_id: str) -> bool:
         """Delete the session and its messages. False if there was no such session."""
         validate_session_id(session_id)

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -22,13 +22,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from ..errors import McpOllamaError
 from .text import clean_text
 
 if TYPE_CHECKING:
-    from ..chat import ChatService, TurnOutcome, TurnPlan
+    from ..chat import ChatService, Commit, TurnOutcome, TurnPlan, Undo
     from ..store import ChatStore, JobRecord
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,11 @@ class Job:
     """For an MCP task: when its record may be forgotten (its time to live)."""
     pieces: list[str] = field(default_factory=list)
     last_change: datetime = field(default_factory=lambda: datetime.now(UTC))
+    last_beat: float = field(default_factory=time.monotonic)
+    owned: bool = False
+    """The request that started the job still waits for it: that request stores the turn."""
+    handoff: Handoff | None = None
+    """The finished turn's commit, waiting for the owning request to run it."""
     _changed: anyio.Event = field(default_factory=anyio.Event)
     _done: anyio.Event = field(default_factory=anyio.Event)
     _scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
@@ -159,15 +165,31 @@ class Job:
         self.tokens += 1
         self._change(JobState.WRITING, f"{self.model}: {self.tokens} tokens so far")
 
+    async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
+        """Where the turn is stored: by the owning request if it still waits, else here."""
+        if not self.owned:
+            return await anyio.to_thread.run_sync(commit)
+        handoff = self.handoff = Handoff(commit, undo)
+        self._bump()
+        await handoff.settled.wait()
+        if handoff.outcome is None:  # the owner was cancelled before or while storing: nothing stays
+            self.cancel("the request was cancelled")
+            await anyio.sleep_forever()  # the job's scope is cancelled: this raises at once
+            raise AssertionError("unreachable")
+        return handoff.outcome
+
     # -- internals
+
+    def _bump(self) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
 
     def _change(self, state: JobState, message: str) -> None:
         if self.done:
             return
         self.state, self.message = state, message
         self.last_change = datetime.now(UTC)
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
+        self._bump()
 
     def _end(self, state: JobState) -> None:
         self.state = state
@@ -194,6 +216,40 @@ class Job:
             requester=self.requester,
             expires_at=self.expires_at,
         )
+
+
+class Handoff:
+    """A finished turn's commit, handed to the request that will send the answer.
+
+    The owner runs ``commit`` in a worker thread under a shield and, if the host cancelled
+    the request meanwhile, ``undo``: the turn is stored exactly when the answer is sent.
+    """
+
+    def __init__(self, commit: Commit, undo: Undo) -> None:
+        self.commit = commit
+        self.undo = undo
+        self.outcome: TurnOutcome | None = None
+        self.settled = anyio.Event()
+
+    async def run(self, cancelled: Callable[[], bool]) -> TurnOutcome | None:
+        """Store the turn unless ``cancelled()``; take it back if that turns true while storing."""
+        try:
+            with anyio.CancelScope(shield=True):
+                if cancelled():
+                    return None
+                outcome = await anyio.to_thread.run_sync(self.commit)
+                if cancelled() and outcome.store_error is None:
+                    await anyio.to_thread.run_sync(self.undo, outcome)
+                    return None
+                self.outcome = outcome
+                return outcome
+            return None  # not reached: a shielded scope does not swallow what the block raises
+        finally:
+            self.settled.set()
+
+    def decline(self) -> None:
+        """The owner is gone without storing: the job stores nothing."""
+        self.settled.set()
 
 
 async def follow(job: Job, report: Report, interval: float) -> None:
@@ -242,12 +298,14 @@ class Jobs:
         self._on_finished = on_finished
         self._heartbeat_interval = heartbeat_interval
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._finished: deque[str] = deque()
         self._tg: TaskGroup | None = None
 
     async def __aenter__(self) -> Jobs:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._keep_records_alive)
+        self._tg.start_soon(self._heartbeats)
         return self
 
     async def __aexit__(
@@ -285,7 +343,11 @@ class Jobs:
         return jobs[-1] if jobs else None
 
     def keep(self, job: Job) -> None:
-        """Record ``job`` in the store: it outlives the request that started it."""
+        """Record ``job`` in the store: it outlives the request that started it.
+
+        The one store write the event loop makes itself: small, once per job that outlives its
+        request, and it must land before the answer that promises ``chat_result`` goes out.
+        """
         if not job.recorded:
             job.recorded = True
             self._save(job)
@@ -317,23 +379,19 @@ class Jobs:
 
     async def _run_turn(self, job: Job) -> None:
         with job._scope:
-            async with anyio.create_task_group() as beat:
-                beat.start_soon(self._heartbeat, job)
-                try:
-                    job.outcome = await self._chat.run(job.plan, job)
-                except McpOllamaError as exc:
-                    job.error = exc
-                except Exception as exc:
-                    logger.exception("job %s failed", job.id)
-                    job.error = JobFailed(
-                        f"The answer could not be completed: {type(exc).__name__}: {exc}. Try again; "
-                        "if it keeps happening, run `mcp-ollama doctor` and report the server's log."
-                    )
-                finally:
-                    beat.cancel_scope.cancel()
+            try:
+                job.outcome = await self._chat.run(job.plan, job)
+            except McpOllamaError as exc:
+                job.error = exc
+            except Exception as exc:
+                logger.exception("job %s failed", job.id)
+                job.error = JobFailed(
+                    f"The answer could not be completed: {type(exc).__name__}: {exc}. Try again; "
+                    "if it keeps happening, run `mcp-ollama doctor` and report the server's log."
+                )
         if job.done:  # cancelled or interrupted: its record is written by whoever stopped it
             if job.recorded:
-                self._store.finish_job(job.id, job.state.value, job.stop_reason)
+                await self._finish_record(job, job.state.value, job.stop_reason)
             self._retire(job)
             return
         if job.outcome is not None and self._on_finished is not None:
@@ -342,30 +400,53 @@ class Jobs:
             except Exception:
                 logger.warning("could not announce job %s", job.id, exc_info=True)
         if job.error is not None and job.recorded:
-            self._store.finish_job(job.id, "failed", str(job.error))
+            await self._finish_record(job, "failed", str(job.error))
         job._end(JobState.FAILED if job.error is not None else JobState.COMPLETE)
         self._retire(job)
 
+    async def _finish_record(self, job: Job, status: str, detail: str) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(self._store.finish_job, job.id, status, detail)
+            except Exception:
+                logger.warning("could not record the end of job %s", job.id, exc_info=True)
+
     def _retire(self, job: Job) -> None:
         """Keep at most ``FINISHED_KEPT`` finished jobs in memory, forgetting the oldest first."""
-        finished = [key for key, j in self._jobs.items() if j.done]
-        for key in finished[: max(0, len(finished) - FINISHED_KEPT)]:
-            del self._jobs[key]
+        self._finished.append(job.id)
+        while len(self._finished) > FINISHED_KEPT:
+            self._jobs.pop(self._finished.popleft(), None)
 
-    async def _heartbeat(self, job: Job) -> None:
-        """Until the first token: a progress message every ``heartbeat_interval`` saying why it waits."""
-        while job.tokens == 0:
-            await anyio.sleep(self._heartbeat_interval)
-            if job.tokens or job.done:
-                return
-            if job.state is JobState.QUEUED:
-                message = "waiting for the previous answer in this session to finish…"
-            elif await self._is_loaded(job.model) is False:
-                message = f"loading {job.model}…"
-            else:
-                message = f"reading the prompt ({job.prompt_tokens:,} tokens)…"
-            job.beats += 1
-            job._change(job.state, message)
+    async def _heartbeats(self) -> None:
+        """Until a job's first token: a progress message every ``heartbeat_interval`` saying why it waits.
+
+        One task for every job, waking four times an interval, rather than a timer per job.
+        """
+        interval = self._heartbeat_interval
+        while True:
+            await anyio.sleep(interval / 4)
+            now = time.monotonic()
+            due = [
+                j
+                for j in self._jobs.values()
+                if not j.done and not j.tokens and now - j.last_beat >= interval
+            ]
+            loaded: dict[str, bool | None] = {}
+            for job in due:
+                if job.state is JobState.QUEUED:
+                    message = "waiting for the previous answer in this session to finish…"
+                else:
+                    if job.model not in loaded:
+                        loaded[job.model] = await self._is_loaded(job.model)
+                    if loaded[job.model] is False:
+                        message = f"loading {job.model}…"
+                    else:
+                        message = f"reading the prompt ({job.prompt_tokens:,} tokens)…"
+                if job.tokens or job.done:
+                    continue
+                job.last_beat = time.monotonic()
+                job.beats += 1
+                job._change(job.state, message)
 
     async def _is_loaded(self, model: str) -> bool | None:
         if self._probe is None:
@@ -381,6 +462,6 @@ class Jobs:
             await anyio.sleep(LIVENESS_INTERVAL)
             if any(job.recorded and not job.done for job in self._jobs.values()):
                 try:
-                    self._store.touch_jobs(self.owner)
+                    await anyio.to_thread.run_sync(self._store.touch_jobs, self.owner)
                 except Exception:
                     logger.warning("could not refresh job records", exc_info=True)

@@ -10,6 +10,9 @@ itself stops the model, as before.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import anyio
@@ -20,6 +23,7 @@ from pydantic import Field
 from ..backend import GenerationOptions
 from ..core.jobs import Job, JobState, follow
 from ..errors import McpOllamaError, SessionNotFound
+from ..protocol import cancel_check, wants_progress
 from ..results import ChatCancel, ChatResult, ChatStatus, Usage, complete_result, complete_text
 from ..store import validate_session_id
 from .state import AppState, app_state, error_result, session_uri, structured_result
@@ -124,46 +128,75 @@ async def cancel_chat(
 async def _await_job(ctx: Context[AppState, Any], job: Job, *, owner: bool) -> CallToolResult:
     """Wait for ``job`` up to the answer deadline, relaying its progress, then describe it.
 
-    ``owner``: this request started the job, so a cancelled request stops the model.
+    ``owner``: this request started the job. A cancelled owner stops the model, and while the
+    owner waits, the finished turn is handed to it to store: the turn is stored exactly when
+    this request is answered (see ``Handoff``), so a cancel that races the answer leaves the
+    session unchanged.
     """
     state = app_state(ctx)
     settings = state.settings
-    deadline = settings.answer_deadline or None
+    deadline = math.inf if not settings.answer_deadline else settings.answer_deadline
+    request = ctx.request_context
+    job.owned = owner or job.owned
+    try:
+        async with _relaying_progress(ctx, job, settings.progress_interval):
+            with anyio.move_on_after(deadline):
+                while not job.done and not (owner and job.handoff is not None):
+                    await job.changed.wait()
+    except anyio.get_cancelled_exc_class():
+        if owner:
+            if job.handoff is not None:
+                job.handoff.decline()
+            job.cancel("the request was cancelled")
+        raise
+    finally:
+        if owner and job.handoff is None:
+            job.owned = False  # from now on the job stores its own turn
+    if owner and job.handoff is not None and not job.handoff.settled.is_set():
+        await state.peers.log(request, "info", _answered(job))
+        outcome = await job.handoff.run(cancel_check(request))
+        # Nothing awaits from here to the answer: a cancel cannot slip in between.
+        if outcome is None:
+            return error_result(McpOllamaError("The request was cancelled; nothing was stored."))
+        return structured_result(complete_text(outcome), complete_result(outcome))
+    if not job.done:
+        state.jobs.keep(job)
+        return _generating(job)
+    if job.error is not None:
+        logger.info("chat failed: %s", job.error)
+        await state.peers.log(request, "error", str(job.error))
+    elif job.outcome is not None:
+        await state.peers.log(request, "info", _answered(job))
+    return finished_result(job)
+
+
+def _answered(job: Job) -> str:
+    return f"{job.model} answered in session {job.session_id}: {job.tokens} tokens"
+
+
+@asynccontextmanager
+async def _relaying_progress(ctx: Context[AppState, Any], job: Job, interval: float) -> AsyncIterator[None]:
+    """Relay the job's progress while the block runs, if the request asked for progress at all."""
+    if not wants_progress(ctx.request_context):
+        yield
+        return
 
     async def report(value: float, message: str) -> None:
         await ctx.report_progress(value, None, message)
 
-    finished = False
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(follow, job, report, settings.progress_interval)
-            finished = await job.wait(deadline)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(follow, job, report, interval)
+        try:
+            yield
+        finally:
             tg.cancel_scope.cancel()
-    except anyio.get_cancelled_exc_class():
-        if owner:
-            job.cancel("the request was cancelled")
-        raise
-    if not finished:
-        state.jobs.keep(job)
-        return _generating(job)
-    return await _finished(ctx, job)
 
 
-async def _finished(ctx: Context[AppState, Any], job: Job) -> CallToolResult:
-    state = app_state(ctx)
-    request = ctx.request_context
+def finished_result(job: Job) -> CallToolResult:
+    """What ``chat`` (or ``chat_result``, or a task's result) answers for a job that has ended."""
     if job.state is JobState.COMPLETE and job.outcome is not None:
-        outcome = job.outcome
-        await state.peers.log(
-            request,
-            "info",
-            f"{outcome.model} answered in session {outcome.session_id}: "
-            f"{outcome.completion_tokens} tokens, {outcome.total_ms} ms",
-        )
-        return structured_result(complete_text(outcome), complete_result(outcome))
+        return structured_result(complete_text(job.outcome), complete_result(job.outcome))
     if job.error is not None:
-        logger.info("chat failed: %s", job.error)
-        await state.peers.log(request, "error", str(job.error))
         return error_result(job.error)
     status: ChatStatus = "interrupted" if job.state is JobState.INTERRUPTED else "cancelled"
     result = ChatResult(

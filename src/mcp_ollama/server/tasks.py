@@ -40,10 +40,9 @@ from pydantic import ValidationError
 from ..core.jobs import Job, Jobs, JobState, follow
 from ..errors import McpOllamaError
 from ..protocol import _connection, is_modern
-from ..results import ChatResult, complete_result, complete_text
 from ..store import JobRecord
 from . import chat_tools
-from .state import AppState, app_state, error_result, structured_result
+from .state import AppState, app_state, error_result
 
 logger = logging.getLogger(__name__)
 
@@ -190,23 +189,8 @@ def _chat_arguments() -> FuncMetadata:
     return _chat_tool.fn_metadata
 
 
-def final_result(job: Job) -> CallToolResult:
-    """What plain ``chat`` answers for ``job`` once it has ended (mirrors ``chat_tools._finished``)."""
-    if job.state is JobState.COMPLETE and job.outcome is not None:
-        return structured_result(complete_text(job.outcome), complete_result(job.outcome))
-    if job.error is not None:
-        return error_result(job.error)
-    status: Literal["cancelled", "interrupted"] = (
-        "interrupted" if job.state is JobState.INTERRUPTED else "cancelled"
-    )
-    result = ChatResult(
-        session_id=job.session_id, model=job.model, answer="", status=status, tokens_so_far=job.tokens
-    )
-    text = (
-        f"The answer in session {job.session_id} was {status} ({job.stop_reason}) after {job.tokens} "
-        "tokens; nothing of it was stored. Send the message again with chat to get an answer."
-    )
-    return structured_result(text, result)
+final_result = chat_tools.finished_result
+"""What plain ``chat`` answers for a job once it has ended."""
 
 
 def result_json(result: CallToolResult) -> dict[str, Any]:
