@@ -10,13 +10,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import MCPError
 
 from mcp_ollama.settings import Settings
 from mcp_ollama.store import ChatStore
 
-from .conftest import connect
+from .conftest import connect, eventually
 from .fake_ollama import Behavior, FakeOllama
 from .rawstdio import RawServer
 from .test_server import stored, text_of
@@ -264,3 +265,31 @@ def test_a_cancel_racing_the_answer_never_leaves_a_turn_the_client_was_not_told_
         f"{len(stored - answered)} stored, never answered; {len(answered - stored)} answered, not stored"
     )
     assert 0 < len(answered) < 600  # the sweep really crossed the moment of completion
+
+
+async def test_a_store_held_by_another_program_does_not_stall_other_requests(
+    settings: Settings, fake: FakeOllama, era: str
+) -> None:
+    events: list[str] = []
+    async with connect(settings, era) as client:
+        await client.call_tool("chat", {"message": "first", "session_id": "held"})
+        blocker = sqlite3.connect(settings.db_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the turn below waits for this lock (up to SQLite's 5 s)
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def chat() -> None:
+                    await client.call_tool("chat", {"message": "second", "session_id": "held"})
+                    events.append("chat")
+
+                tg.start_soon(chat)
+                # The answer is whole: the turn's write is now waiting for the lock.
+                assert await eventually(lambda: len(fake.chat_requests) == 2 and fake.active_streams == 0)
+                for _ in range(3):
+                    await client.list_tools()  # answered while the turn waits for the lock
+                    events.append("list")
+                blocker.execute("ROLLBACK")
+        finally:
+            blocker.close()
+    assert events == ["list", "list", "list", "chat"]
+    assert [m for _, m in stored(settings, "held")][2] == "second"

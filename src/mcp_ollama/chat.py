@@ -156,6 +156,8 @@ class TurnPlan:
     options: GenerationOptions | None
     job_id: str | None = None
     """The job running this turn, if any: its record is closed in the turn's own transaction."""
+    fresh: bool = False
+    """The session id was made for this turn: there is no history to read."""
 
 
 class ChatService:
@@ -196,7 +198,9 @@ class ChatService:
         if not model_name or len(model_name) > 200:
             raise InputError("The model name must be 1-200 characters, such as 'llama3:8b'.")
         sid = validate_session_id(session_id) if session_id is not None else new_session_id()
-        return TurnPlan(message=message, session_id=sid, model=model_name, options=options)
+        return TurnPlan(
+            message=message, session_id=sid, model=model_name, options=options, fresh=session_id is None
+        )
 
     async def turn(
         self,
@@ -223,12 +227,14 @@ class ChatService:
             observer.queued()
         async with self._locks.hold(sid):
             store_error: str | None = None
+            stored: list[StoredMessage] = []
             try:
-                stored = await anyio.to_thread.run_sync(
-                    self._store.recent_messages, sid, self._settings.history_turns
-                )
+                if not plan.fresh:
+                    stored = await anyio.to_thread.run_sync(
+                        self._store.recent_messages, sid, self._settings.history_turns
+                    )
             except StoreError as exc:  # answer all the same, without the history, and say so
-                stored, store_error = [], str(exc)
+                store_error = str(exc)
             history = [_to_chat(m) for m in stored]
             system = ChatMessage(role="system", content=self.system_prompt)
             user = ChatMessage(role="user", content=plan.message)

@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any
 
 import anyio
@@ -183,7 +184,9 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         ctx: ServerRequestContext[AppState], params: PaginatedRequestParams
     ) -> ListResourcesResult:
         try:
-            sessions, cursor = app_state(ctx).store.list_sessions(RESOURCES_PAGE_SIZE, params.cursor)
+            sessions, cursor = await anyio.to_thread.run_sync(
+                app_state(ctx).store.list_sessions, RESOURCES_PAGE_SIZE, params.cursor
+            )
         except ValueError:
             raise MCPError(code=INVALID_PARAMS, message="Invalid cursor") from None
         return ListResourcesResult(resources=[_session_resource(s) for s in sessions], next_cursor=cursor)
@@ -210,12 +213,13 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
             ]
         )
 
-    def session_for(ctx: ServerRequestContext[AppState], uri: str) -> SessionInfo:
+    async def session_for(ctx: ServerRequestContext[AppState], uri: str) -> SessionInfo:
         """The session ``uri`` names, or the era's not-found error (hostile ids included)."""
         info = None
         if uri.startswith(SESSION_URI_PREFIX):
             try:
-                info = app_state(ctx).store.get_session(validate_session_id(uri[len(SESSION_URI_PREFIX) :]))
+                sid = validate_session_id(uri[len(SESSION_URI_PREFIX) :])
+                info = await anyio.to_thread.run_sync(app_state(ctx).store.get_session, sid)
             except McpOllamaError:
                 info = None
         if info is None:
@@ -227,8 +231,8 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
     ) -> ReadResourceResult:
         if params.uri.startswith(MODEL_URI_PREFIX):
             return await read_model(ctx, params.uri)
-        info = session_for(ctx, params.uri)
-        messages = app_state(ctx).store.messages(info.id)
+        info = await session_for(ctx, params.uri)
+        messages = await anyio.to_thread.run_sync(app_state(ctx).store.messages, info.id)
         return ReadResourceResult(
             contents=[
                 TextResourceContents(
@@ -256,7 +260,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         )
 
     async def subscribe(ctx: ServerRequestContext[AppState], params: SubscribeRequestParams) -> EmptyResult:
-        session_for(ctx, params.uri)
+        await session_for(ctx, params.uri)
         peers.subscribe(ctx, params.uri)
         return EmptyResult()
 
@@ -356,14 +360,17 @@ async def _change_session(
     ctx: Context[AppState, Any], peers: Peers, session_id: str, *, delete: bool
 ) -> CallToolResult:
     store = app_state(ctx).store
+
+    def change(sid: str) -> SessionInfo:
+        info = store.get_session(sid)
+        changed = info is not None and (store.delete_session(sid) if delete else store.clear_session(sid))
+        if info is None or not changed:
+            raise SessionNotFound(sid)
+        return info
+
     try:
         sid = validate_session_id(session_id)
-        info = store.get_session(sid)
-        if info is None:
-            raise SessionNotFound(sid)
-        changed = store.delete_session(sid) if delete else store.clear_session(sid)
-        if not changed:
-            raise SessionNotFound(sid)
+        info = await anyio.to_thread.run_sync(change, sid)
     except McpOllamaError as exc:
         return error_result(exc)
     if delete:
@@ -417,7 +424,7 @@ async def _complete(ctx: ServerRequestContext[AppState], params: CompleteRequest
     argument = params.argument
     completion = Completion(values=[])
     if argument.name == "session_id":
-        ids = state.store.session_ids(argument.value, limit=101)
+        ids = await anyio.to_thread.run_sync(partial(state.store.session_ids, argument.value, limit=101))
         completion = Completion(values=ids[:100], has_more=len(ids) > 100)
     elif argument.name == "model":
         completion = _filter(await state.model_names(), argument.value)

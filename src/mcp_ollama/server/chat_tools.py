@@ -89,7 +89,7 @@ async def chat_result(
     job = state.jobs.latest(sid)
     if job is not None:
         return await _await_job(ctx, job, owner=False)
-    return _from_store(state, sid)
+    return await anyio.to_thread.run_sync(_from_store, state, sid)
 
 
 async def cancel_chat(
@@ -103,7 +103,7 @@ async def cancel_chat(
     try:
         sid = validate_session_id(session_id)
         running = [job for job in state.jobs.in_session(sid) if not job.done]
-        if not running and state.store.get_session(sid) is None:
+        if not running and await anyio.to_thread.run_sync(state.store.get_session, sid) is None:
             raise SessionNotFound(sid)
     except McpOllamaError as exc:
         return error_result(exc)

@@ -241,23 +241,25 @@ class TaskBook:
         self._end(task, "failed", message, result)
         self._state.jobs.spawn(lambda: self._announce(task))
 
-    def find(self, requester: str, task_id: str) -> ChatTask:
+    async def find(self, requester: str, task_id: str) -> ChatTask:
         """``requester``'s task ``task_id``; -32602 if it is unknown, expired or someone else's."""
         now = datetime.now(UTC)
         task = self._tasks.get(task_id)
         if task is None:
-            record = self._state.store.get_job(task_id)
+            record = await anyio.to_thread.run_sync(self._state.store.get_job, task_id)
             task = self._from_record(record) if record is not None else None
         if task is None or task.requester != requester or (not task.running and task.expires_at < now):
             raise not_found(task_id)
         return task
 
-    def page(self, requester: str, limit: int, cursor: str | None) -> tuple[list[ChatTask], str | None]:
+    async def page(self, requester: str, limit: int, cursor: str | None) -> tuple[list[ChatTask], str | None]:
         """One page of ``requester``'s tasks, oldest first; -32602 for a cursor not ours."""
         if cursor is None:
-            self.purge()  # a listing starts: forget what has expired
+            await self.purge()  # a listing starts: forget what has expired
         try:
-            records, next_cursor = self._state.store.list_tasks(requester, limit, cursor)
+            records, next_cursor = await anyio.to_thread.run_sync(
+                self._state.store.list_tasks, requester, limit, cursor
+            )
         except ValueError:
             raise MCPError(code=INVALID_PARAMS, message="Invalid cursor") from None
         tasks = [self._tasks.get(r.id) or self._from_record(r) for r in records]
@@ -276,12 +278,12 @@ class TaskBook:
         await job.join(chat_tools.CANCEL_GRACE_SECONDS)
         return True
 
-    def purge(self) -> None:
+    async def purge(self) -> None:
         now = datetime.now(UTC)
         for key in [k for k, t in self._tasks.items() if not t.running and t.expires_at < now]:
             del self._tasks[key]
         try:
-            self._state.store.delete_expired_jobs(now)
+            await anyio.to_thread.run_sync(self._state.store.delete_expired_jobs, now)
         except Exception:
             logger.warning("could not purge expired task records", exc_info=True)
 
@@ -319,7 +321,8 @@ class TaskBook:
         task.status, task.detail, task.result = status, detail, result_json(result)
         task.updated_at = datetime.now(UTC)
         task.ended.set()
-        self._save(task)
+        # Off the event loop: a store held by another program must not stall every request.
+        self._state.jobs.spawn(lambda: anyio.to_thread.run_sync(self._save, task))
         finished = [key for key, t in self._tasks.items() if not t.running]
         for key in finished[: max(0, len(finished) - FINISHED_TASKS_KEPT)]:
             del self._tasks[key]
@@ -368,7 +371,7 @@ class TaskBook:
 
     async def _purge_forever(self) -> None:
         while True:
-            await anyio.to_thread.run_sync(self.purge)
+            await self.purge()
             await anyio.sleep(PURGE_INTERVAL)
 
 

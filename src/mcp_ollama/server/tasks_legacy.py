@@ -140,12 +140,12 @@ def _progress_token(params: Mapping[str, Any]) -> object:
 
 
 async def get_task(ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
-    return legacy_view(task_book(ctx).find(requester_of(ctx), params.task_id))
+    return legacy_view(await task_book(ctx).find(requester_of(ctx), params.task_id))
 
 
 async def task_result(ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
     """Wait for the task to end; then what plain ``chat`` would have answered."""
-    task = task_book(ctx).find(requester_of(ctx), params.task_id)
+    task = await task_book(ctx).find(requester_of(ctx), params.task_id)
     await task.ended.wait()
     if task.result is None:
         raise MCPError(code=INTERNAL_ERROR, message=task.detail or "The task ended without a result")
@@ -154,7 +154,7 @@ async def task_result(ctx: ServerRequestContext[Any, Any], params: TaskIdParams)
 
 
 async def list_tasks(ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams) -> dict[str, Any]:
-    tasks, cursor = task_book(ctx).page(requester_of(ctx), LIST_PAGE_SIZE, params.cursor)
+    tasks, cursor = await task_book(ctx).page(requester_of(ctx), LIST_PAGE_SIZE, params.cursor)
     page: dict[str, Any] = {"tasks": [legacy_view(task) for task in tasks]}
     if cursor is not None:
         page["nextCursor"] = cursor
@@ -163,7 +163,7 @@ async def list_tasks(ctx: ServerRequestContext[Any, Any], params: PaginatedReque
 
 async def cancel_task(ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
     book = task_book(ctx)
-    task = book.find(requester_of(ctx), params.task_id)
+    task = await book.find(requester_of(ctx), params.task_id)
     if not await book.cancel(task, "cancelled with tasks/cancel"):
         status = _STATUS[task.status]
         message = f"Cannot cancel task: already in terminal status {status!r}"

@@ -105,7 +105,7 @@ async def get_task(ctx: ServerRequestContext[Any, Any], params: TaskIdParams) ->
     if not is_modern(ctx):
         return await tasks_legacy.get_task(ctx, params)
     _require_extension(ctx)
-    return modern_view(task_book(ctx).find(requester_of(ctx), params.task_id))
+    return modern_view(await task_book(ctx).find(requester_of(ctx), params.task_id))
 
 
 async def cancel_task(ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
@@ -114,14 +114,14 @@ async def cancel_task(ctx: ServerRequestContext[Any, Any], params: TaskIdParams)
         return await tasks_legacy.cancel_task(ctx, params)
     _require_extension(ctx)
     book = task_book(ctx)
-    await book.cancel(book.find(requester_of(ctx), params.task_id), "cancelled with tasks/cancel")
+    await book.cancel(await book.find(requester_of(ctx), params.task_id), "cancelled with tasks/cancel")
     return {}
 
 
 async def update_task(ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams) -> dict[str, Any]:
     """``chat`` never waits for input: every response is for a key not outstanding, so ignored."""
     _require_extension(ctx)
-    task_book(ctx).find(requester_of(ctx), params.task_id)
+    await task_book(ctx).find(requester_of(ctx), params.task_id)
     return {}
 
 
