@@ -6,18 +6,20 @@ import contextlib
 import dataclasses
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
+from anyio import wait_all_tasks_blocked
 from mcp import MCPError
 
 from mcp_ollama.settings import Settings
 from mcp_ollama.store import ChatStore
 
-from .conftest import connect, eventually
+from .conftest import connect
 from .fake_ollama import Behavior, FakeOllama
 from .rawstdio import RawServer
 from .test_server import stored, text_of
@@ -283,13 +285,50 @@ async def test_a_store_held_by_another_program_does_not_stall_other_requests(
                     events.append("chat")
 
                 tg.start_soon(chat)
-                # The answer is whole: the turn's write is now waiting for the lock.
-                assert await eventually(lambda: len(fake.chat_requests) == 2 and fake.active_streams == 0)
+                await wait_all_tasks_blocked()  # the turn now waits for the lock, in a worker thread
                 for _ in range(3):
-                    await client.list_tools()  # answered while the turn waits for the lock
+                    await client.list_tools()  # answered all the same
                     events.append("list")
                 blocker.execute("ROLLBACK")
         finally:
             blocker.close()
     assert events == ["list", "list", "list", "chat"]
     assert [m for _, m in stored(settings, "held")][2] == "second"
+
+
+def test_three_processes_take_a_shared_sessions_turns_one_after_another(
+    settings: Settings, fake: FakeOllama
+) -> None:
+    """Two hosts can run the server on one database: each turn must see the one stored before it."""
+    fake.enqueue(*(Behavior(token_count=20, token_delay=0.01) for _ in range(6)))
+    failures: list[str] = []
+
+    def host(name: str) -> None:
+        try:
+            with RawServer(raw_env(settings)) as server:
+                server.initialize()
+                for turn in range(2):
+                    reply = server.request(
+                        "tools/call",
+                        {"name": "chat", "arguments": {"message": f"{name}-{turn}", "session_id": "shared"}},
+                        timeout=60,
+                    )
+                    if reply["result"]["isError"]:
+                        failures.append(str(reply))
+                server.close_stdin()
+                server.wait(30)
+        except Exception as exc:  # surfaced by the assertion below
+            failures.append(f"{name}: {exc!r}")
+
+    hosts = [threading.Thread(target=host, args=(f"h{i}",)) for i in range(3)]
+    for thread in hosts:
+        thread.start()
+    for thread in hosts:
+        thread.join(120)
+    assert failures == []
+    transcript = [content for _, content in stored(settings, "shared")]
+    assert len(transcript) == 12
+    for request in fake.chat_requests:
+        sent = [m["content"] for m in request["messages"][1:]]  # after the system prompt
+        turn = transcript.index(sent[-1])
+        assert sent[:-1] == transcript[:turn], f"{sent[-1]} was generated without the turns stored before it"

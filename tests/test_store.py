@@ -58,7 +58,14 @@ def add_turns(store: ChatStore, session_id: str, count: int, start: int = 1) -> 
 
 def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: Path) -> None:
     tables = raw(db_path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-    assert [t for (t,) in tables] == ["_migrations", "jobs", "messages", "sessions", "sqlite_sequence"]
+    assert [t for (t,) in tables] == [
+        "_migrations",
+        "jobs",
+        "messages",
+        "session_leases",
+        "sessions",
+        "sqlite_sequence",
+    ]
 
     def columns(table: str) -> list[tuple[Any, ...]]:
         # (name, type, notnull, default, pk)
@@ -95,6 +102,11 @@ def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: P
         ("detail", "TEXT", 0, None, 0),
         ("result", "TEXT", 0, None, 0),
     ]
+    assert columns("session_leases") == [
+        ("session_id", "TEXT", 0, None, 1),
+        ("owner", "TEXT", 1, None, 0),
+        ("expires_at", "TEXT", 1, None, 0),
+    ]
     assert columns("_migrations") == [
         ("name", "TEXT", 0, None, 1),
         ("applied_at", "TEXT", 1, None, 0),
@@ -124,10 +136,15 @@ def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: P
     ]
 
     migrations = raw(db_path, "SELECT name FROM _migrations ORDER BY name")
-    assert migrations == [("m001_create_sessions_and_messages",), ("m002_create_jobs",)]
+    assert migrations == [
+        ("m001_create_sessions_and_messages",),
+        ("m002_create_jobs",),
+        ("m003_create_session_leases",),
+    ]
     assert [m.__name__ for m in store_module.MIGRATIONS] == [
         "m001_create_sessions_and_messages",
         "m002_create_jobs",
+        "m003_create_session_leases",
     ]
 
 
@@ -154,30 +171,35 @@ def test_a_newly_added_migration_runs_once_on_the_next_open(
 
     calls: list[str] = []
 
-    def m003_add_pinned(conn: sqlite3.Connection) -> None:
-        calls.append("m003")
+    def m004_add_pinned(conn: sqlite3.Connection) -> None:
+        calls.append("m004")
         conn.execute("ALTER TABLE sessions ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m003_add_pinned))
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m004_add_pinned))
     with ChatStore.open(db_path) as second:
         assert second.get_session("s1") is not None
     with ChatStore.open(db_path):
         pass
 
-    assert calls == ["m003"]
+    assert calls == ["m004"]
     names = raw(db_path, "SELECT name FROM _migrations ORDER BY name")
-    assert names == [("m001_create_sessions_and_messages",), ("m002_create_jobs",), ("m003_add_pinned",)]
+    assert names == [
+        ("m001_create_sessions_and_messages",),
+        ("m002_create_jobs",),
+        ("m003_create_session_leases",),
+        ("m004_add_pinned",),
+    ]
 
 
 def test_a_failing_migration_leaves_no_trace(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with ChatStore.open(db_path):
         pass
 
-    def m003_broken(conn: sqlite3.Connection) -> None:
+    def m004_broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half_done (x INTEGER)")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m003_broken))
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m004_broken))
     with pytest.raises(RuntimeError, match="boom"):
         ChatStore.open(db_path)
 
@@ -185,6 +207,7 @@ def test_a_failing_migration_leaves_no_trace(db_path: Path, monkeypatch: pytest.
     assert raw(db_path, "SELECT name FROM _migrations ORDER BY name") == [
         ("m001_create_sessions_and_messages",),
         ("m002_create_jobs",),
+        ("m003_create_session_leases",),
     ]
 
 

@@ -9,7 +9,9 @@ serialised; different sessions run concurrently.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -19,11 +21,16 @@ import anyio
 import anyio.to_thread
 
 from .backend import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, OllamaClient
+from .core.jobs import LEASE_SECONDS
 from .core.text import clean_text
 from .errors import InputError, InputTooLarge, StoreError
 from .prompts import render_system_prompt
 from .settings import Settings
 from .store import ChatStore, StoredMessage, new_session_id, validate_session_id
+
+LEASE_POLL_FIRST = 0.05
+LEASE_POLL_MAX = 1.0
+"""Seconds between looks at a session another process is writing a turn of."""
 
 _CHARS_PER_TOKEN = 4
 _MESSAGE_OVERHEAD_TOKENS = 4
@@ -168,6 +175,8 @@ class ChatService:
         self._client = client
         self._store = store
         self._locks = _SessionLocks()
+        self.owner = uuid.uuid4().hex
+        """This process, as the holder of session leases and job records."""
 
     @property
     def system_prompt(self) -> str:
@@ -222,79 +231,123 @@ class ChatService:
         ``BackendError`` subclasses when Ollama fails; in both cases, and on cancellation,
         the store is left untouched.
         """
-        sid, options = plan.session_id, plan.options
+        sid = plan.session_id
         if self._locks.busy(sid):
             observer.queued()
         async with self._locks.hold(sid):
             store_error: str | None = None
             stored: list[StoredMessage] = []
-            try:
-                if not plan.fresh:
-                    stored = await anyio.to_thread.run_sync(
-                        self._store.recent_messages, sid, self._settings.history_turns
-                    )
-            except StoreError as exc:  # answer all the same, without the history, and say so
-                store_error = str(exc)
-            history = [_to_chat(m) for m in stored]
-            system = ChatMessage(role="system", content=self.system_prompt)
-            user = ChatMessage(role="user", content=plan.message)
-            context_tokens = (options.num_ctx if options and options.num_ctx else None) or (
-                self._settings.context_tokens
-            )
-            budget = context_tokens - answer_reserve(context_tokens, options)
-            history = fit_history(system, history, user, budget)
-            request = ChatRequest(
-                model=plan.model,
-                messages=[system, *history, user],
-                stream=True,
-                options=_with_default_ctx(options, self._settings.num_ctx),
-                keep_alive=self._settings.keep_alive,
-            )
-            observer.requested(sum(estimate_tokens(m.content) for m in request.messages))
-            answer, final = await self._stream(request, observer)
-            unsaved = TurnOutcome(
-                session_id=sid,
-                model=final.model or plan.model,
-                answer=answer,
-                done_reason=final.done_reason,
-                prompt_tokens=final.prompt_eval_count,
-                completion_tokens=final.eval_count,
-                total_ms=_ms(final.total_duration),
-                load_ms=_ms(final.load_duration),
-                prompt_eval_ms=_ms(final.prompt_eval_duration),
-                eval_ms=_ms(final.eval_duration),
-                history_messages=len(history),
-                new_session=False,
-                store_error=store_error,
-            )
-            meta = {
-                "model": plan.model,
-                "done_reason": final.done_reason,
-                "prompt_tokens": final.prompt_eval_count,
-                "completion_tokens": final.eval_count,
-                "total_ms": _ms(final.total_duration),
-            }
-
-            def commit() -> TurnOutcome:
-                if unsaved.store_error is not None:  # the store could not even be read
-                    return unsaved
+            leased = False
+            if not plan.fresh:  # a session this turn made has no history, and nobody else knows it
                 try:
-                    created = self._store.append_turn(
-                        sid,
-                        model=plan.model,
-                        user=plan.message,
-                        assistant=answer,
-                        meta=meta,
-                        job_id=plan.job_id,
-                    )
-                except StoreError as exc:  # the answer is the user's all the same: return it, unsaved
-                    return replace(unsaved, store_error=str(exc))
-                return replace(unsaved, new_session=created)
+                    stored = await self._begin(sid, observer)
+                    leased = True
+                except StoreError:
+                    try:  # the store cannot be written (locked, full, read-only): read without a lease
+                        stored = await anyio.to_thread.run_sync(
+                            self._store.recent_messages, sid, self._settings.history_turns
+                        )
+                    except StoreError as exc:  # answer all the same, without the history, and say so
+                        store_error = str(exc)
+            try:
+                outcome = await self._answer(plan, observer, stored, store_error, lease=leased)
+            except BaseException:
+                if leased:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(self._release, sid)
+                raise
+            if leased and outcome.store_error is not None:  # a stored turn ended its lease itself
+                await anyio.to_thread.run_sync(self._release, sid)
+            return outcome
 
-            def undo(stored: TurnOutcome) -> None:
-                self._store.remove_last_turn(sid, drop_session=stored.new_session)
+    async def _begin(self, sid: str, observer: TurnObserver) -> list[StoredMessage]:
+        """The session's lease and its recent history; waits while another process writes a turn of it."""
+        pause = LEASE_POLL_FIRST
+        while True:
+            history = await anyio.to_thread.run_sync(
+                self._store.begin_turn, sid, self.owner, self._settings.history_turns, LEASE_SECONDS
+            )
+            if history is not None:
+                return history
+            observer.queued()
+            await anyio.sleep(pause)
+            pause = min(pause * 2, LEASE_POLL_MAX)
 
-            return await observer.commit(commit, undo)
+    def _release(self, sid: str) -> None:
+        with contextlib.suppress(StoreError):  # it lapses by itself
+            self._store.release_lease(sid, self.owner)
+
+    async def _answer(
+        self,
+        plan: TurnPlan,
+        observer: TurnObserver,
+        stored: list[StoredMessage],
+        store_error: str | None,
+        *,
+        lease: bool,
+    ) -> TurnOutcome:
+        sid, options = plan.session_id, plan.options
+        history = [_to_chat(m) for m in stored]
+        system = ChatMessage(role="system", content=self.system_prompt)
+        user = ChatMessage(role="user", content=plan.message)
+        context_tokens = (options.num_ctx if options and options.num_ctx else None) or (
+            self._settings.context_tokens
+        )
+        budget = context_tokens - answer_reserve(context_tokens, options)
+        history = fit_history(system, history, user, budget)
+        request = ChatRequest(
+            model=plan.model,
+            messages=[system, *history, user],
+            stream=True,
+            options=_with_default_ctx(options, self._settings.num_ctx),
+            keep_alive=self._settings.keep_alive,
+        )
+        observer.requested(sum(estimate_tokens(m.content) for m in request.messages))
+        answer, final = await self._stream(request, observer)
+        unsaved = TurnOutcome(
+            session_id=sid,
+            model=final.model or plan.model,
+            answer=answer,
+            done_reason=final.done_reason,
+            prompt_tokens=final.prompt_eval_count,
+            completion_tokens=final.eval_count,
+            total_ms=_ms(final.total_duration),
+            load_ms=_ms(final.load_duration),
+            prompt_eval_ms=_ms(final.prompt_eval_duration),
+            eval_ms=_ms(final.eval_duration),
+            history_messages=len(history),
+            new_session=False,
+            store_error=store_error,
+        )
+        meta = {
+            "model": plan.model,
+            "done_reason": final.done_reason,
+            "prompt_tokens": final.prompt_eval_count,
+            "completion_tokens": final.eval_count,
+            "total_ms": _ms(final.total_duration),
+        }
+
+        def commit() -> TurnOutcome:
+            if unsaved.store_error is not None:  # the store could not even be read
+                return unsaved
+            try:
+                created = self._store.append_turn(
+                    sid,
+                    model=plan.model,
+                    user=plan.message,
+                    assistant=answer,
+                    meta=meta,
+                    job_id=plan.job_id,
+                    lease_owner=self.owner if lease else None,
+                )
+            except StoreError as exc:  # the answer is the user's all the same: return it, unsaved
+                return replace(unsaved, store_error=str(exc))
+            return replace(unsaved, new_session=created)
+
+        def undo(stored: TurnOutcome) -> None:
+            self._store.remove_last_turn(sid, drop_session=stored.new_session)
+
+        return await observer.commit(commit, undo)
 
     async def _stream(self, request: ChatRequest, observer: TurnObserver) -> tuple[str, ChatChunk]:
         """Collect the streamed answer, telling ``observer`` of every piece.

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self, cast
@@ -199,9 +199,24 @@ def m002_create_jobs(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX idx_jobs_session_id ON jobs(session_id, started_at DESC)")
 
 
+def m003_create_session_leases(conn: sqlite3.Connection) -> None:
+    # Who is writing a turn of a session right now, so that two processes on one database
+    # (two hosts) take a session's turns one after the other, each seeing the one before.
+    conn.execute(
+        """
+        CREATE TABLE session_leases (
+            session_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,          /* the server process writing a turn */
+            expires_at TEXT NOT NULL      /* renewed while it writes; a dead owner's lease lapses */
+        )
+        """
+    )
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_create_sessions_and_messages,
     m002_create_jobs,
+    m003_create_session_leases,
 )
 
 
@@ -218,6 +233,23 @@ _JOB_COLUMNS = (
     "id, session_id, model, status, owner, started_at, heartbeat_at, requester, finished_at,"
     " expires_at, detail, result"
 )
+
+
+def _recent(conn: sqlite3.Connection, session_id: str, max_turns: int) -> list[StoredMessage]:
+    if max_turns == 0:
+        return []  # LIMIT 0 would do, but a negative LIMIT means "no limit" in SQLite
+    # Every turn is exactly two messages (written in one transaction), so the last
+    # 2 * max_turns rows are the last max_turns turns. Read backwards along the index.
+    rows = conn.execute(
+        """
+        SELECT role, content, created_at FROM (
+            SELECT id, role, content, created_at FROM messages
+            WHERE session_id = ? ORDER BY id DESC LIMIT ?
+        ) ORDER BY id
+        """,
+        (session_id, 2 * max_turns),
+    ).fetchall()
+    return [_message_from_row(row) for row in rows]
 
 
 def _job_from_row(row: _Row) -> JobRecord:
@@ -440,19 +472,43 @@ class ChatStore:
             raise ValueError("max_turns must not be negative")
         if max_turns == 0:
             return []  # LIMIT 0 would do, but a negative LIMIT means "no limit" in SQLite
-        # Every turn is exactly two messages (written in one transaction), so the last
-        # 2 * max_turns rows are the last max_turns turns. Read backwards along the index.
         with self._lock:
-            rows = self._conn.execute(
-                """
-                SELECT role, content, created_at FROM (
-                    SELECT id, role, content, created_at FROM messages
-                    WHERE session_id = ? ORDER BY id DESC LIMIT ?
-                ) ORDER BY id
-                """,
-                (session_id, 2 * max_turns),
-            ).fetchall()
-        return [_message_from_row(row) for row in rows]
+            return _recent(self._conn, session_id, max_turns)
+
+    def begin_turn(
+        self, session_id: str, owner: str, max_turns: int, lease_seconds: float
+    ) -> list[StoredMessage] | None:
+        """Take ``session_id``'s lease for ``owner`` and read its last ``max_turns`` turns: one transaction.
+
+        ``None`` while another live process holds the lease: it is writing a turn of this
+        session, and the next turn must see it. The lease ends with the turn
+        (``append_turn(..., lease_owner=owner)`` or ``release_lease``), or ``lease_seconds``
+        after its last renewal if its owner died.
+        """
+        validate_session_id(session_id)
+        now = datetime.now(UTC)
+        with self._translate_errors(), self._transaction() as conn:
+            row = conn.execute(
+                "SELECT owner, expires_at FROM session_leases WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if row is not None and row[0] != owner and _parse_time(row[1]) > now:
+                return None
+            conn.execute(
+                "INSERT OR REPLACE INTO session_leases (session_id, owner, expires_at) VALUES (?, ?, ?)",
+                (session_id, owner, _format_time(now + timedelta(seconds=lease_seconds))),
+            )
+            return _recent(conn, session_id, max(max_turns, 0))
+
+    def release_lease(self, session_id: str, owner: str) -> None:
+        """End ``owner``'s lease on ``session_id`` (a turn that failed or was cancelled)."""
+        with self._translate_errors(), self._transaction() as conn:
+            conn.execute("DELETE FROM session_leases WHERE session_id = ? AND owner = ?", (session_id, owner))
+
+    def renew_leases(self, owner: str, lease_seconds: float) -> None:
+        """Push back the end of every lease ``owner`` holds: it is alive and still writing."""
+        until = _format_time(datetime.now(UTC) + timedelta(seconds=lease_seconds))
+        with self._translate_errors(), self._transaction() as conn:
+            conn.execute("UPDATE session_leases SET expires_at = ? WHERE owner = ?", (until, owner))
 
     def messages(self, session_id: str) -> list[StoredMessage]:
         """The whole transcript in chronological order.
@@ -508,12 +564,14 @@ class ChatStore:
         assistant: str,
         meta: Mapping[str, object] | None = None,
         job_id: str | None = None,
+        lease_owner: str | None = None,
     ) -> bool:
         """Store one turn (the user's message and the answer) atomically.
 
         Creates the session if it does not exist, titled after ``user``. ``meta`` (token
         counts, timings) is stored as JSON with the assistant message, along with
-        ``model``. A recorded job ``job_id`` is marked complete in the same transaction.
+        ``model``. A recorded job ``job_id`` is marked complete, and ``lease_owner``'s lease on
+        the session ends, in the same transaction.
         Returns True if this call created the session. Either the whole turn is written
         or, if anything fails, nothing is.
         """
@@ -550,6 +608,10 @@ class ChatStore:
                 conn.execute(
                     "UPDATE jobs SET status = 'complete', finished_at = ?, heartbeat_at = ? WHERE id = ?",
                     (now, now, job_id),
+                )
+            if lease_owner is not None:
+                conn.execute(
+                    "DELETE FROM session_leases WHERE session_id = ? AND owner = ?", (session_id, lease_owner)
                 )
         return created
 

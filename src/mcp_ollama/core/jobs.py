@@ -38,6 +38,8 @@ LIVENESS_INTERVAL = 15.0
 """Seconds between refreshes of a running recorded job's heartbeat."""
 STALE_AFTER = timedelta(seconds=4 * LIVENESS_INTERVAL)
 """A running record not refreshed for this long belongs to a process that died."""
+LEASE_SECONDS = 4 * LIVENESS_INTERVAL
+"""How long a session's lease outlives its holder's last renewal (a process that died)."""
 FINISHED_KEPT = 256
 """Finished jobs kept in memory for ``chat_result``; older ones are answered from the store."""
 
@@ -290,8 +292,8 @@ class Jobs:
         on_finished: Finished | None = None,
         heartbeat_interval: float = 4.0,
     ) -> None:
-        self.owner = uuid.uuid4().hex
-        """This process's name in job records."""
+        self.owner = chat.owner
+        """This process's name in job records and session leases."""
         self._chat = chat
         self._store = store
         self._probe = probe
@@ -460,8 +462,11 @@ class Jobs:
     async def _keep_records_alive(self) -> None:
         while True:
             await anyio.sleep(LIVENESS_INTERVAL)
-            if any(job.recorded and not job.done for job in self._jobs.values()):
-                try:
+            running = [job for job in self._jobs.values() if not job.done]
+            try:
+                if running:
+                    await anyio.to_thread.run_sync(self._store.renew_leases, self.owner, LEASE_SECONDS)
+                if any(job.recorded for job in running):
                     await anyio.to_thread.run_sync(self._store.touch_jobs, self.owner)
-                except Exception:
-                    logger.warning("could not refresh job records", exc_info=True)
+            except Exception:
+                logger.warning("could not refresh job records and session leases", exc_info=True)
