@@ -90,6 +90,7 @@ async def test_absurd_counters_are_not_stored_as_given(settings: Settings, fake:
     assert result.structured_content["timings"]["total_ms"] is None
 
 
+@pytest.mark.slow  # waits out SQLite's 5 s busy timeout twice (the lease, then the turn)
 async def test_an_answer_the_store_cannot_keep_is_returned_marked_unsaved(
     settings: Settings, fake: FakeOllama
 ) -> None:
