@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from mcp_ollama.cli import build_parser, main
 from mcp_ollama.settings import SETTINGS_SPEC, Settings, SettingsError, load_settings, parse_ollama_host
+from mcp_ollama.store import ChatStore
 
 from .conftest import free_port
 from .fake_ollama import FakeOllama
@@ -124,7 +126,59 @@ def test_doctor_passes_when_everything_is_in_place(fake: FakeOllama, tmp_path: P
     assert "0.12.6" in lines[0]
     assert re.search(r"llama3:8b loaded in \d+\.\d s", lines[2])
     assert fake.loads == ["llama3:8b"]
+    assert "will be created" in lines[3]
+    assert not db.parent.exists()  # doctor changes nothing on disk, not even a directory
+    with ChatStore.open(db):
+        pass
+    again = subprocess.run(
+        [sys.executable, "-m", "mcp_ollama", "doctor", "--ollama-host", fake.url, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "[ok] database" in again.stdout and "0 sessions" in again.stdout
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"plain text, no database\n" * 50, "not a healthy SQLite database"),
+        (None, "another application's database"),
+    ],
+    ids=["not-a-database", "someone-elses-database"],
+)
+def test_doctor_names_the_real_cause_and_changes_nothing(
+    tmp_path: Path, content: bytes | None, expected: str
+) -> None:
+    db = tmp_path / "other.db"
+    if content is None:
+        conn = sqlite3.connect(db)
+        conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.commit()
+        conn.close()
+    else:
+        db.write_bytes(content)
+    before = db.read_bytes()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mcp_ollama",
+            "doctor",
+            "--ollama-host",
+            "http://127.0.0.1:9",
+            "--db",
+            str(db),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert "[FAIL] database" in done.stdout and expected in done.stdout
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
 
 
 def test_doctor_says_how_to_fix_each_failure(fake: FakeOllama, tmp_path: Path) -> None:

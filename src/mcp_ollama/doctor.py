@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from .backend import OllamaClient
 from .chat import preload_request
 from .errors import BackendError
 from .settings import Settings
-from .store import ChatStore
+from .store import inspect_database
 
 
 @dataclass(frozen=True)
@@ -95,20 +94,8 @@ def _pulled(model: str, names: list[str]) -> bool:
 def _check_database(db_path: str) -> Check:
     if db_path == ":memory:":
         return Check("database", True, "in memory (:memory:): sessions are not kept across restarts")
-    try:
-        store = ChatStore.open(db_path)
-    except Exception as exc:  # any failure to open is the finding itself
-        return Check(
-            "database",
-            False,
-            f"cannot open {db_path}: {exc}. Fix: make {Path(db_path).parent} writable, or choose "
-            "another file with --db / MCP_OLLAMA_DB",
-        )
-    try:
-        count = store.count_sessions()
-    finally:
-        store.close()
-    return Check("database", True, f"{db_path} is writable ({count} sessions)")
+    ok, detail = inspect_database(db_path)  # changes nothing on disk
+    return Check("database", ok, detail)
 
 
 def format_report(checks: list[Check], write: Callable[[str], object]) -> bool:

@@ -792,6 +792,49 @@ class ChatStore:
         return cur.rowcount
 
 
+def inspect_database(path: str) -> tuple[bool, str]:
+    """Whether the server could use the database at ``path``, and why, without changing anything.
+
+    Creates no directory and no file, writes nothing: a missing file is fine where it could
+    be created; an existing one is opened read-only and checked as ``ChatStore.open`` would.
+    """
+    target = Path(path)
+    if not target.exists():
+        ancestor = target.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            return False, f"{ancestor} is a file, so {path} cannot be created. Choose another path with --db."
+        if not os.access(ancestor, os.W_OK):
+            return (
+                False,
+                f"{ancestor} is not writable (read-only?), so {path} cannot be created. "
+                "Fix its permissions, or use another --db.",
+            )
+        return True, f"{path} does not exist yet; it will be created at the first chat (in {ancestor})"
+    if target.is_dir():
+        return False, f"{path} is a directory. Point --db / MCP_OLLAMA_DB at a file."
+    try:
+        conn = sqlite3.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            _refuse_foreign(conn, path)
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            count = conn.execute("SELECT count(*) FROM sessions").fetchone()[0] if "sessions" in tables else 0
+        finally:
+            conn.close()
+    except StoreError as exc:
+        return False, exc.cause
+    except sqlite3.Error as exc:
+        return False, describe_sqlite_error(exc, path)
+    if not os.access(target, os.W_OK) or not os.access(target.parent, os.W_OK):
+        return (
+            False,
+            f"{path} is read-only: sessions can be read but not saved. "
+            "Fix its permissions, or use another --db.",
+        )
+    return True, f"{path} is a healthy mcp-ollama database ({count} sessions), writable"
+
+
 class _Unavailable:
     """Stands in for the connection of a store that could not be opened."""
 
