@@ -333,3 +333,24 @@ def test_three_processes_take_a_shared_sessions_turns_one_after_another(
         sent = [m["content"] for m in request["messages"][1:]]  # after the system prompt
         turn = transcript.index(sent[-1])
         assert sent[:-1] == transcript[:turn], f"{sent[-1]} was generated without the turns stored before it"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak RSS from /proc")
+def test_memory_stays_bounded_under_an_endless_stream(settings: Settings, fake: FakeOllama) -> None:
+    fake.enqueue(Behavior(tokens=["x" * 4096] * 10**6))  # 4 GB if nothing stopped it
+    with RawServer(raw_env(settings)) as server:
+        server.initialize()
+        reply = server.request("tools/call", {"name": "chat", "arguments": {"message": "go on"}}, timeout=120)
+        peak = _peak_rss_mib(server.proc.pid)
+        server.close_stdin()
+        server.wait(30)
+    assert reply["result"]["structuredContent"]["done_reason"] == "max_answer_chars"
+    assert len(reply["result"]["structuredContent"]["answer"]) == 100_000
+    assert peak < 200, f"peak RSS {peak:.0f} MiB"
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc")
