@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -408,6 +409,24 @@ class _Unobserved:
 
     async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
         return await anyio.to_thread.run_sync(commit)
+
+
+def open_client(settings: Settings) -> OllamaClient:
+    """The Ollama client ``settings`` describe: address, timeouts, credentials."""
+    return OllamaClient(
+        settings.ollama_url,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.generation_timeout,
+        basic_auth=settings.basic_auth(),
+        api_key=settings.bearer_token(),
+    )
+
+
+async def load_model(client: OllamaClient, settings: Settings) -> float:
+    """Load the default model as chats will use it (``preload_request``); the seconds it took."""
+    started = time.monotonic()
+    await client.load(preload_request(settings))
+    return time.monotonic() - started
 
 
 def preload_request(settings: Settings, model: str | None = None) -> ChatRequest:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .backend import OllamaClient
-from .chat import preload_request
+from .chat import load_model, open_client
 from .errors import BackendError
 from .settings import Settings
 from .store import inspect_database
@@ -25,13 +24,7 @@ class Check:
 async def run_checks(settings: Settings) -> list[Check]:
     """Ollama reachable, the default model pulled and loadable (timed), the session database writable."""
     checks: list[Check] = []
-    async with OllamaClient(
-        settings.ollama_url,
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.generation_timeout,
-        basic_auth=settings.basic_auth(),
-        api_key=settings.bearer_token(),
-    ) as client:
+    async with open_client(settings) as client:
         try:
             version = await client.version()
         except BackendError as exc:
@@ -70,13 +63,10 @@ async def run_checks(settings: Settings) -> list[Check]:
 
 async def _check_load(client: OllamaClient, settings: Settings) -> Check:
     """Load the default model as the server's preload does, and say how long it took."""
-    request = preload_request(settings)
-    started = time.monotonic()
     try:
-        await client.load(request)
+        seconds = await load_model(client, settings)
     except BackendError as exc:
         return Check("load", False, f"{settings.model} did not load: {exc}")
-    seconds = time.monotonic() - started
     keep = settings.keep_alive or "Ollama's default, 5m"
     return Check(
         "load",

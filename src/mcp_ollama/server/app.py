@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -48,7 +47,7 @@ from pydantic import Field
 
 from .. import __version__
 from ..backend import OllamaClient
-from ..chat import ChatService, preload_request
+from ..chat import ChatService, load_model, open_client
 from ..core.jobs import Job, Jobs
 from ..errors import BackendError, McpOllamaError, ModelNotFound, SessionNotFound, StoreError
 from ..prompts import COMMON_LANGUAGES, STYLES, render_system_prompt
@@ -124,13 +123,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
             logger.error("%s", exc)
             store = ChatStore.unavailable(settings.db_path, exc)
         try:
-            async with OllamaClient(
-                settings.ollama_url,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.generation_timeout,
-                basic_auth=settings.basic_auth(),
-                api_key=settings.bearer_token(),
-            ) as client:
+            async with open_client(settings) as client:
                 chat = ChatService(settings, client, store)
 
                 async def announce(job: Job) -> None:
@@ -440,14 +433,12 @@ async def _complete(ctx: ServerRequestContext[AppState], params: CompleteRequest
 
 async def preload(client: OllamaClient, settings: Settings) -> None:
     """Ask Ollama to load the default model now, as chats will use it; quietly skipped if it is down."""
-    request = preload_request(settings)
-    started = time.monotonic()
     try:
-        await client.load(request)
+        seconds = await load_model(client, settings)
     except McpOllamaError as exc:
-        logger.info("did not preload %s: %s", request.model, exc)
+        logger.info("did not preload %s: %s", settings.model, exc)
         return
-    logger.info("preloaded %s in %.1f s", request.model, time.monotonic() - started)
+    logger.info("preloaded %s in %.1f s", settings.model, seconds)
 
 
 async def serve(settings: Settings) -> None:
