@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from mcp_ollama import store as store_module
+from mcp_ollama.store import migrations as store_module
 from mcp_ollama.errors import InvalidSessionId, SessionNotFound, StoreError
 from mcp_ollama.store import (
     ChatStore,

@@ -1,0 +1,141 @@
+"""Job records: generations that outlived their request, and MCP tasks."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from .base import StoreBase
+from .records import (
+    _JOB_COLUMNS,
+    JobRecord,
+    StoredMessage,
+    _decode_cursor,
+    _encode_cursor,
+    _format_time,
+    _job_from_row,
+    _message_from_row,
+    _now,
+)
+
+
+class JobQueries(StoreBase):
+    """Job and task records."""
+
+    # --- jobs -----------------------------------------------------------------------
+
+    def record_job(self, job: JobRecord) -> None:
+        """Write (or overwrite) a job's record."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO jobs (id, session_id, model, status, owner, requester, started_at,"
+                " heartbeat_at, finished_at, expires_at, detail, result)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    job.session_id,
+                    job.model,
+                    job.status,
+                    job.owner,
+                    job.requester,
+                    _format_time(job.started_at),
+                    _format_time(job.heartbeat_at),
+                    _format_time(job.finished_at) if job.finished_at else None,
+                    _format_time(job.expires_at) if job.expires_at else None,
+                    job.detail,
+                    job.result,
+                ),
+            )
+
+    def finish_job(
+        self, job_id: str, status: str, detail: str | None = None, result: str | None = None
+    ) -> None:
+        """Close a running job's record as ``status``; a finished record is left as it is."""
+        now = _now()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = ?, detail = ?, result = coalesce(?, result), finished_at = ?,"
+                " heartbeat_at = ? WHERE id = ? AND status = 'running'",
+                (status, detail, result, now, now, job_id),
+            )
+
+    def set_job_result(self, job_id: str, result: str) -> None:
+        """Keep a finished task's tool result (JSON) with its record."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE jobs SET result = ? WHERE id = ?", (result, job_id))
+
+    def touch_jobs(self, owner: str) -> None:
+        """Refresh the heartbeat of every job ``owner`` is running: it is alive."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET heartbeat_at = ? WHERE owner = ? AND status = 'running'", (_now(), owner)
+            )
+
+    def latest_job(self, session_id: str) -> JobRecord | None:
+        """The most recently started recorded job of ``session_id``."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE session_id = ? ORDER BY started_at DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+        return None if row is None else _job_from_row(row)
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _job_from_row(row)
+
+    def last_answer(self, session_id: str) -> tuple[StoredMessage, dict[str, Any]] | None:
+        """The session's newest assistant message and its meta (model, token counts)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT role, content, created_at, meta FROM messages"
+                " WHERE session_id = ? AND role = 'assistant' ORDER BY id DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            meta = json.loads(row[3]) if row[3] else {}
+        except ValueError:
+            meta = {}
+        return _message_from_row(row[:3]), meta if isinstance(meta, dict) else {}
+
+    def list_tasks(
+        self, requester: str, limit: int = 50, cursor: str | None = None, now: datetime | None = None
+    ) -> tuple[list[JobRecord], str | None]:
+        """One page of ``requester``'s task records not yet expired, oldest first, and the next cursor.
+
+        Running records are listed even past their expiry (they end first). The cursor is
+        opaque, as for ``list_sessions``; ``ValueError`` for one this store did not make.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        query = (
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE requester = ?"
+            " AND (expires_at IS NULL OR expires_at >= ? OR status = 'running')"
+        )
+        params: tuple[object, ...] = (requester, _format_time(now or datetime.now(UTC)))
+        if cursor is not None:
+            query += " AND (started_at, id) > (?, ?)"
+            params += _decode_cursor(cursor)
+        query += " ORDER BY started_at, id LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(query, (*params, limit + 1)).fetchall()
+        records = [_job_from_row(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = _encode_cursor(str(last[5]), str(last[0]))
+        return records, next_cursor
+
+    def delete_expired_jobs(self, now: datetime | None = None) -> int:
+        """Forget task records whose time to live has passed; returns how many."""
+        moment = _format_time(now or datetime.now(UTC))
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at < ? AND status != 'running'",
+                (moment,),
+            )
+        return cur.rowcount

@@ -1,0 +1,200 @@
+"""What the store holds, as plain values: session ids and titles, rows made into records, cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import InvalidSessionId
+
+SESSION_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+_SESSION_ID_RE = re.compile(SESSION_ID_PATTERN)
+# Every character a valid id may contain sorts below this one (the largest is "z"),
+# so ids starting with p are exactly those in the range [p, p + _ABOVE_ID_CHARS).
+_ABOVE_ID_CHARS = "\x7f"
+
+TITLE_MAX_CHARS = 60
+
+# Fixed width, UTC, microseconds: these strings sort the same way the instants do.
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def validate_session_id(value: str) -> str:
+    """Return ``value`` if it is a well-formed session id, else raise ``InvalidSessionId``.
+
+    Ids are 1-64 characters from ASCII letters, digits, ``-`` and ``_``: nothing that
+    could act as a path separator, a parent reference, a NUL or SQL syntax.
+    """
+    if not isinstance(value, str):
+        raise InvalidSessionId(repr(value))
+    if _SESSION_ID_RE.fullmatch(value) is None:
+        raise InvalidSessionId(value)
+    return value
+
+
+def new_session_id() -> str:
+    """A fresh random session id (32 lowercase hex digits)."""
+    return uuid.uuid4().hex
+
+
+def derive_title(user_message: str) -> str:
+    """A session's title: its first user message, whitespace collapsed, at most 60 characters."""
+    text = " ".join(user_message.split())
+    if len(text) <= TITLE_MAX_CHARS:
+        return text
+    return text[: TITLE_MAX_CHARS - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One message of a stored transcript."""
+
+    role: str
+    """``"user"`` or ``"assistant"``."""
+    content: str
+    created_at: datetime
+    """When the message was stored (timezone-aware, UTC)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A session's summary, without its messages."""
+
+    id: str
+    title: str
+    """The first user message, shortened; empty after ``clear_session`` until the next turn."""
+    model: str
+    """The model that answered the most recent turn."""
+    created_at: datetime
+    updated_at: datetime
+    """The last time a turn was added or the session was cleared."""
+    turn_count: int
+    message_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A generation's record: one that outlived its request, or an MCP task."""
+
+    id: str
+    session_id: str
+    model: str
+    status: str
+    """``running``, ``complete``, ``failed``, ``cancelled`` or ``interrupted``."""
+    owner: str
+    """The server process that runs (or ran) it."""
+    started_at: datetime
+    heartbeat_at: datetime
+    requester: str | None = None
+    finished_at: datetime | None = None
+    expires_at: datetime | None = None
+    detail: str | None = None
+    result: str | None = None
+
+
+def _now() -> str:
+    return _format_time(datetime.now(UTC))
+
+
+def _format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+_SESSION_COLUMNS = """
+    s.id, s.title, s.model, s.created_at, s.updated_at, s.turn_count,
+    (SELECT count(*) FROM messages AS m WHERE m.session_id = s.id)
+"""
+
+_Row = tuple[Any, ...]
+
+_JOB_COLUMNS = (
+    "id, session_id, model, status, owner, started_at, heartbeat_at, requester, finished_at,"
+    " expires_at, detail, result"
+)
+
+
+def _recent(conn: sqlite3.Connection, session_id: str, max_turns: int) -> list[StoredMessage]:
+    if max_turns == 0:
+        return []  # LIMIT 0 would do, but a negative LIMIT means "no limit" in SQLite
+    # Every turn is exactly two messages (written in one transaction), so the last
+    # 2 * max_turns rows are the last max_turns turns. Read backwards along the index.
+    rows = conn.execute(
+        """
+        SELECT role, content, created_at FROM (
+            SELECT id, role, content, created_at FROM messages
+            WHERE session_id = ? ORDER BY id DESC LIMIT ?
+        ) ORDER BY id
+        """,
+        (session_id, 2 * max_turns),
+    ).fetchall()
+    return [_message_from_row(row) for row in rows]
+
+
+def _job_from_row(row: _Row) -> JobRecord:
+    def when(text: str | None) -> datetime | None:
+        return _parse_time(text) if text else None
+
+    return JobRecord(
+        id=row[0],
+        session_id=row[1],
+        model=row[2],
+        status=row[3],
+        owner=row[4],
+        started_at=_parse_time(row[5]),
+        heartbeat_at=_parse_time(row[6]),
+        requester=row[7],
+        finished_at=when(row[8]),
+        expires_at=when(row[9]),
+        detail=row[10],
+        result=row[11],
+    )
+
+
+def _session_from_row(row: _Row) -> SessionInfo:
+    return SessionInfo(
+        id=row[0],
+        title=row[1],
+        model=row[2],
+        created_at=_parse_time(row[3]),
+        updated_at=_parse_time(row[4]),
+        turn_count=int(row[5]),
+        message_count=int(row[6]),
+    )
+
+
+def _message_from_row(row: _Row) -> StoredMessage:
+    return StoredMessage(role=row[0], content=row[1], created_at=_parse_time(row[2]))
+
+
+def _encode_cursor(updated_at: str, session_id: str) -> str:
+    raw = json.dumps([updated_at, session_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        if not isinstance(cursor, str) or not cursor.isascii():
+            raise ValueError
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        decoded = json.loads(raw)
+        if not (isinstance(decoded, list) and len(decoded) == 2):
+            raise ValueError
+        updated_at, session_id = decoded
+        if not isinstance(updated_at, str):
+            raise ValueError
+        _parse_time(updated_at)
+        validate_session_id(session_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError, InvalidSessionId):
+        raise ValueError("invalid cursor") from None
+    return updated_at, session_id
