@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mcp_ollama.backend import ChatMessage, GenerationOptions
-from mcp_ollama.chat import answer_reserve, estimate_tokens, fit_history
+from mcp_ollama.core.budget import answer_reserve, estimate_tokens, fit_history
 from mcp_ollama.errors import InputTooLarge
 
 SYSTEM = ChatMessage(role="system", content="s" * 40)

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from mcp_ollama.store import migrations as store_module
 from mcp_ollama.errors import InvalidSessionId, SessionNotFound, StoreError
 from mcp_ollama.store import (
     ChatStore,
@@ -27,6 +26,7 @@ from mcp_ollama.store import (
     new_session_id,
     validate_session_id,
 )
+from mcp_ollama.store import migrations as store_module
 
 
 @pytest.fixture

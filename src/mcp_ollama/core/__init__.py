@@ -1,1 +1,1 @@
-"""The domain: chat turns and the jobs that run them; nothing about MCP or HTTP."""
+"""The domain: chat turns, the jobs that run them, budgets and text; nothing here imports mcp."""

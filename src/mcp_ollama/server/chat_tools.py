@@ -21,7 +21,8 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from ..backend import GenerationOptions
-from ..core.jobs import Job, JobState, follow
+from ..core.jobs import Job, JobState
+from ..core.waiting import follow
 from ..errors import McpOllamaError, SessionNotFound
 from ..protocol import cancel_check, wants_progress
 from ..results import ChatCancel, ChatResult, ChatStatus, Usage, complete_result, complete_text

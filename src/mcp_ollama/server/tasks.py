@@ -37,7 +37,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult
 from pydantic import ValidationError
 
-from ..core.jobs import Job, Jobs, JobState, follow
+from ..core.jobs import Job, Jobs, JobState
+from ..core.waiting import follow
 from ..errors import McpOllamaError
 from ..protocol import _connection, is_modern
 from ..store import JobRecord

@@ -35,7 +35,7 @@ from mcp_types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
-from ..core.jobs import follow
+from ..core.waiting import follow
 from ..protocol import is_modern
 from . import tasks_legacy
 from .state import app_state

@@ -1,0 +1,81 @@
+"""What a request waiting for a job uses: ``follow`` relays its progress, ``Handoff`` stores its turn."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+
+if TYPE_CHECKING:
+    from ..chat import Commit, TurnOutcome, Undo
+    from .jobs import Job
+
+logger = logging.getLogger(__name__)
+
+Report = Callable[[float, str], Awaitable[None]]
+"""Send one progress notification: a strictly increasing value and a message."""
+
+
+class Handoff:
+    """A finished turn's commit, handed to the request that will send the answer.
+
+    The owner runs ``commit`` in a worker thread under a shield and, if the host cancelled
+    the request meanwhile, ``undo``: the turn is stored exactly when the answer is sent.
+    """
+
+    def __init__(self, commit: Commit, undo: Undo) -> None:
+        self.commit = commit
+        self.undo = undo
+        self.outcome: TurnOutcome | None = None
+        self.settled = anyio.Event()
+
+    async def run(self, cancelled: Callable[[], bool]) -> TurnOutcome | None:
+        """Store the turn unless ``cancelled()``; take it back if that turns true while storing."""
+        try:
+            with anyio.CancelScope(shield=True):
+                if cancelled():
+                    return None
+                outcome = await anyio.to_thread.run_sync(self.commit)
+                if cancelled() and outcome.store_error is None:
+                    await anyio.to_thread.run_sync(self.undo, outcome)
+                    return None
+                self.outcome = outcome
+                return outcome
+            return None  # not reached: a shielded scope does not swallow what the block raises
+        finally:
+            self.settled.set()
+
+    def decline(self) -> None:
+        """The owner is gone without storing: the job stores nothing."""
+        self.settled.set()
+
+
+async def follow(job: Job, report: Report, interval: float) -> None:
+    """Relay ``job``'s progress through ``report`` until it ends: at once, then on each change.
+
+    At most one notification every ``interval`` seconds. The value is the token count, nudged
+    up by thousandths where needed so that it strictly increases (the heartbeats before the
+    first token do not change the count).
+    """
+    last_value, last_sent, sent_beats = -1.0, -math.inf, 0
+    while not job.done:
+        changed = job.changed
+        if not job.message or (job.beats == sent_beats and job.tokens <= last_value):
+            await changed.wait()
+            continue
+        gap = last_sent + interval - time.monotonic()
+        if gap > 0:
+            await anyio.sleep(gap)  # then send whatever is newest by then
+            continue
+        value = float(job.tokens) if job.tokens > last_value else last_value + 0.001
+        last_value, last_sent, sent_beats = value, time.monotonic(), job.beats
+        try:
+            await report(value, job.message)
+        except Exception:  # a waiter that went away must not break anything
+            logger.debug("a progress notification could not be sent", exc_info=True)
+            return
