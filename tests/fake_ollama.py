@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gzip
 import http
 import json
 import re
@@ -100,6 +101,11 @@ class Behavior:
     """Read the request and send nothing until the client hangs up or the server stops."""
     final_fields: dict[str, Any] | None = None
     """Fields to set in the final ``done`` chunk as given (absurd counters, say)."""
+    gzip_blank_mib: int | None = None
+    """Answer with a gzip body that inflates to this many MiB of blank lines, asked for or not
+    (a misbehaving proxy in front of Ollama): a decompression bomb."""
+    redirect_to: str | None = None
+    """Answer ``307 Temporary Redirect`` to this location (a proxy pointing somewhere else)."""
 
 
 @dataclass(frozen=True)
@@ -609,6 +615,20 @@ class FakeOllama:
                 raise _ClientGone
             if behavior.status is not None:
                 await conn.send_json(behavior.status, {"error": behavior.error}, keep_alive=keep_alive)
+                return True
+            if behavior.redirect_to is not None:
+                await conn.write(
+                    conn.head(307, [("Location", behavior.redirect_to), ("Content-Length", "0")])
+                )
+                return True
+            if behavior.gzip_blank_mib is not None:
+                bomb = gzip.compress(b"\n" * (behavior.gzip_blank_mib * 1024 * 1024), compresslevel=9)
+                headers = [
+                    ("Content-Type", "application/x-ndjson"),
+                    ("Content-Encoding", "gzip"),
+                    ("Content-Length", str(len(bomb))),
+                ]
+                await conn.write(conn.head(200, headers) + bomb)
                 return True
             problem = self._validate_chat(body)
             if problem is not None:

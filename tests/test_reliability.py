@@ -19,7 +19,7 @@ from mcp import MCPError
 from mcp_ollama.settings import Settings
 from mcp_ollama.store import ChatStore
 
-from .conftest import connect
+from .conftest import connect, eventually
 from .fake_ollama import Behavior, FakeOllama
 from .rawstdio import RawServer
 from .test_server import stored, text_of
@@ -354,3 +354,34 @@ def _peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmHWM in /proc")
+
+
+async def test_a_decompression_bomb_does_not_freeze_the_server(
+    settings: Settings, fake: FakeOllama, era: str
+) -> None:
+    """A proxy that gzips anyway: 50 MiB of blank lines from a small body. Other requests go on."""
+    fake.enqueue(Behavior(gzip_blank_mib=50))
+    events: list[str] = []
+    async with connect(settings, era) as client, anyio.create_task_group() as tg:
+
+        async def chat() -> None:
+            result = await client.call_tool("chat", {"message": "bomb", "session_id": "bomb"})
+            events.append("chat")
+            assert result.is_error is True
+            assert "Ollama" in text_of(result) and "try again" in text_of(result)
+
+        tg.start_soon(chat)
+        assert await eventually(lambda: fake.active_streams == 0 and len(fake.chat_requests) == 1)
+        await client.list_tools()  # answered while the blank lines are being skipped
+        events.append("list")
+    assert "list" in events and "chat" in events
+    assert stored(settings, "bomb") == []
+
+
+async def test_a_redirect_is_not_followed(settings: Settings, fake: FakeOllama) -> None:
+    fake.enqueue(Behavior(redirect_to=f"{fake.url}/elsewhere/api/chat"))
+    async with connect(settings, "legacy") as client:
+        result = await client.call_tool("chat", {"message": "where?"})
+    assert result.is_error is True
+    assert "307" in text_of(result)
+    assert [r.path for r in fake.requests if "elsewhere" in r.path] == []  # prompts stay where they were sent

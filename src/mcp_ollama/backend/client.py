@@ -26,7 +26,6 @@ _CLOSED_EARLY = "the connection closed before the answer was complete"
 # A single NDJSON line is one token plus metadata; anything this long is not Ollama talking.
 _MAX_LINE_BYTES = 16 * 1024 * 1024
 _ERROR_TEXT_LIMIT = 500
-_BLANK_LINES_PER_CHECKPOINT = 1024
 _PREVIEW_LIMIT = 100
 
 
@@ -283,17 +282,19 @@ class _ChunkStream:
 
     async def _next_line(self) -> bytes | None:
         """The next non-blank line, or None at the end of the body."""
-        blank = 0
         while True:
+            if self._buffer[:1].isspace():
+                # Blank lines between answers are skipped in bulk (one pass per chunk, then a
+                # checkpoint): a flood of them must neither freeze the server nor cost a pass each.
+                kept = self._buffer.lstrip()
+                del self._buffer[: len(self._buffer) - len(kept)]
+                await anyio.lowlevel.checkpoint()
             newline = self._buffer.find(b"\n")
             if newline >= 0:
                 line = bytes(self._buffer[:newline])
                 del self._buffer[: newline + 1]
                 if line.strip():
                     return line
-                blank += 1
-                if blank % _BLANK_LINES_PER_CHECKPOINT == 0:
-                    await anyio.lowlevel.checkpoint()  # a flood of blank lines must not freeze the server
                 continue
             if self._body_ended:
                 line = bytes(self._buffer)
