@@ -225,17 +225,22 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         if params.uri.startswith(MODEL_URI_PREFIX):
             return await read_model(ctx, params.uri)
         info = await session_for(ctx, params.uri)
-        messages = await anyio.to_thread.run_sync(app_state(ctx).store.messages, info.id)
-        return ReadResourceResult(
-            contents=[
-                TextResourceContents(
-                    uri=params.uri, mime_type="application/json", text=transcript_json(info, messages)
-                ),
-                TextResourceContents(
-                    uri=params.uri, mime_type="text/markdown", text=transcript_markdown(info, messages)
-                ),
-            ]
-        )
+        store = app_state(ctx).store
+
+        def render() -> ReadResourceResult:  # a long session is read and rendered off the event loop
+            messages = store.messages(info.id)
+            return ReadResourceResult(
+                contents=[
+                    TextResourceContents(
+                        uri=params.uri, mime_type="application/json", text=transcript_json(info, messages)
+                    ),
+                    TextResourceContents(
+                        uri=params.uri, mime_type="text/markdown", text=transcript_markdown(info, messages)
+                    ),
+                ]
+            )
+
+        return await anyio.to_thread.run_sync(render)
 
     async def read_model(ctx: ServerRequestContext[AppState], uri: str) -> ReadResourceResult:
         name = uri[len(MODEL_URI_PREFIX) :]
