@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from ..backend.models import ChatMessage, GenerationOptions
 from ..errors import InputTooLarge
+
+if TYPE_CHECKING:
+    from ..backend.models import ChatMessage, GenerationOptions
 
 _CHARS_PER_TOKEN = 4
 _MESSAGE_OVERHEAD_TOKENS = 4
