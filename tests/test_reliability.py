@@ -385,3 +385,18 @@ async def test_a_redirect_is_not_followed(settings: Settings, fake: FakeOllama) 
     assert result.is_error is True
     assert "307" in text_of(result)
     assert [r.path for r in fake.requests if "elsewhere" in r.path] == []  # prompts stay where they were sent
+
+
+async def test_deeply_nested_json_is_told_as_what_it_is(settings: Settings, fake: FakeOllama) -> None:
+    import base64
+
+    nested = base64.urlsafe_b64encode(b"[" * 100_000 + b"]" * 100_000).decode().rstrip("=")
+    fake.enqueue(
+        Behavior(
+            tokens=["a "], final_fields={"deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}
+        )
+    )
+    async with connect(settings, "legacy") as client:
+        with pytest.raises(MCPError) as refused:
+            await client.list_resources(cursor=nested)
+    assert refused.value.code == -32602 and "cursor" in refused.value.message.lower()

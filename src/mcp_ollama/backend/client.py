@@ -179,7 +179,7 @@ class OllamaClient:
         await self._raise_for_status(response, model=model)
         try:
             return response, response.json()
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             self._raise_unexpected_body(response, exc)
 
     @contextmanager
@@ -314,7 +314,7 @@ class _ChunkStream:
         url = self._client.base_url
         try:
             data = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise StreamError(url, f"malformed line from Ollama: {_preview(line)}") from exc
         if isinstance(data, dict) and "error" in data:
             raise StreamError(url, f"Ollama reported: {_clip(str(data['error']))}")
@@ -334,7 +334,7 @@ def _error_text(response: httpx.Response) -> str:
     """Ollama's ``{"error": ...}`` text, else the raw body (truncated), else the reason phrase."""
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         return _clip(str(data["error"]))

@@ -195,6 +195,6 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
             raise ValueError
         _parse_time(updated_at)
         validate_session_id(session_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError, InvalidSessionId):
+    except (ValueError, RecursionError, binascii.Error, UnicodeDecodeError, InvalidSessionId):
         raise ValueError("invalid cursor") from None
     return updated_at, session_id
