@@ -9,12 +9,10 @@ opened in the server's lifespan and reach handlers through the request context.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Annotated, Any
 
 import anyio
@@ -22,26 +20,11 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
-from mcp.shared.exceptions import MCPError
 from mcp_types import (
-    INTERNAL_ERROR,
-    INVALID_PARAMS,
     CallToolResult,
     CompleteRequestParams,
-    CompleteResult,
-    Completion,
     EmptyResult,
-    ListResourcesResult,
-    ListResourceTemplatesResult,
-    PaginatedRequestParams,
-    ReadResourceRequestParams,
-    ReadResourceResult,
-    Resource,
-    ResourceTemplate,
     SetLevelRequestParams,
-    SubscribeRequestParams,
-    TextResourceContents,
-    UnsubscribeRequestParams,
 )
 from pydantic import Field
 
@@ -49,18 +32,15 @@ from .. import __version__
 from ..backend import OllamaClient
 from ..chat import ChatService, load_model, open_client
 from ..core.jobs import Job, Jobs
-from ..errors import BackendError, McpOllamaError, ModelNotFound, SessionNotFound, StoreError
-from ..prompts import COMMON_LANGUAGES, STYLES, render_system_prompt
-from ..protocol import ErrorCodeMiddleware, Peers, SpecMiddleware, TaskCapabilityMiddleware, not_found_code
+from ..errors import McpOllamaError, SessionNotFound, StoreError
+from ..protocol import ErrorCodeMiddleware, Peers, SpecMiddleware, TaskCapabilityMiddleware
 from ..results import ModelList, SessionChange, human_size, model_summary
 from ..settings import Settings
 from ..store import ChatStore, SessionInfo, validate_session_id
-from ..transcripts import transcript_json, transcript_markdown
 from ..transport import stdio_transport
-from . import chat_tools
+from . import chat_tools, resources
+from . import prompts as prompt_handlers
 from .state import (
-    SESSION_URI_PREFIX,
-    SESSION_URI_TEMPLATE,
     AppState,
     app_state,
     error_result,
@@ -74,9 +54,6 @@ from .tasks_modern import ChatTasks
 
 logger = logging.getLogger(__name__)
 
-MODEL_URI_PREFIX = "ollama://models/"
-MODEL_URI_TEMPLATE = MODEL_URI_PREFIX + "{model}"
-RESOURCES_PAGE_SIZE = 100
 
 SessionIdArg = Annotated[str, Field(description="The session_id of the conversation.")]
 
@@ -88,22 +65,6 @@ INSTRUCTIONS = (
 
 
 # ---------------------------------------------------------------------------- state
-
-
-def _not_found(ctx: ServerRequestContext[Any, Any], uri: str) -> MCPError:
-    """The protocol error for a resource that does not exist, with the era's code."""
-    return MCPError(code=not_found_code(ctx), message="Resource not found", data={"uri": uri[:200]})
-
-
-def _session_resource(info: SessionInfo) -> Resource:
-    last_active = info.updated_at.isoformat(timespec="seconds")
-    return Resource(
-        uri=session_uri(info.id),
-        name=f"session-{info.id}",
-        title=info.title or f"Session {info.id}",
-        description=f"Chat with {info.model}: {info.turn_count} turns, last active {last_active}.",
-        mime_type="application/json",
-    )
 
 
 # ---------------------------------------------------------------------------- server
@@ -169,116 +130,16 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
     lowlevel.middleware.extend([TaskCapabilityMiddleware(TASK_TOOLS), LegacyTaskCalls()])
 
     _register_tools(server, peers)
-    _register_prompts(server)
+    prompt_handlers.register(server)
 
-    # ---- resources: paginated sessions, read through one template, subscriptions in both eras
-
-    async def list_resources(
-        ctx: ServerRequestContext[AppState], params: PaginatedRequestParams
-    ) -> ListResourcesResult:
-        try:
-            sessions, cursor = await anyio.to_thread.run_sync(
-                app_state(ctx).store.list_sessions, RESOURCES_PAGE_SIZE, params.cursor
-            )
-        except ValueError:
-            raise MCPError(code=INVALID_PARAMS, message="Invalid cursor") from None
-        return ListResourcesResult(resources=[_session_resource(s) for s in sessions], next_cursor=cursor)
-
-    async def list_templates(
-        ctx: ServerRequestContext[AppState], params: PaginatedRequestParams
-    ) -> ListResourceTemplatesResult:
-        return ListResourceTemplatesResult(
-            resource_templates=[
-                ResourceTemplate(
-                    uri_template=SESSION_URI_TEMPLATE,
-                    name="chat-session",
-                    title="Chat session transcript",
-                    description="A stored chat session: a JSON document, then the transcript as Markdown.",
-                    mime_type="application/json",
-                ),
-                ResourceTemplate(
-                    uri_template=MODEL_URI_TEMPLATE,
-                    name="ollama-model",
-                    title="Local model details",
-                    description="A pulled model's family, size, quantization, context length, capabilities.",
-                    mime_type="application/json",
-                ),
-            ]
-        )
-
-    async def session_for(ctx: ServerRequestContext[AppState], uri: str) -> SessionInfo:
-        """The session ``uri`` names, or the era's not-found error (hostile ids included)."""
-        info = None
-        if uri.startswith(SESSION_URI_PREFIX):
-            try:
-                sid = validate_session_id(uri[len(SESSION_URI_PREFIX) :])
-                info = await anyio.to_thread.run_sync(app_state(ctx).store.get_session, sid)
-            except McpOllamaError:
-                info = None
-        if info is None:
-            raise _not_found(ctx, uri)
-        return info
-
-    async def read_resource(
-        ctx: ServerRequestContext[AppState], params: ReadResourceRequestParams
-    ) -> ReadResourceResult:
-        if params.uri.startswith(MODEL_URI_PREFIX):
-            return await read_model(ctx, params.uri)
-        info = await session_for(ctx, params.uri)
-        store = app_state(ctx).store
-
-        def render() -> ReadResourceResult:  # a long session is read and rendered off the event loop
-            messages = store.messages(info.id)
-            return ReadResourceResult(
-                contents=[
-                    TextResourceContents(
-                        uri=params.uri, mime_type="application/json", text=transcript_json(info, messages)
-                    ),
-                    TextResourceContents(
-                        uri=params.uri, mime_type="text/markdown", text=transcript_markdown(info, messages)
-                    ),
-                ]
-            )
-
-        return await anyio.to_thread.run_sync(render)
-
-    async def read_model(ctx: ServerRequestContext[AppState], uri: str) -> ReadResourceResult:
-        name = uri[len(MODEL_URI_PREFIX) :]
-        if not name or len(name) > 200:
-            raise _not_found(ctx, uri)
-        try:
-            show = await app_state(ctx).client.show(name)
-        except ModelNotFound:
-            raise _not_found(ctx, uri) from None
-        except BackendError as exc:
-            raise MCPError(code=INTERNAL_ERROR, message=str(exc), data={"uri": uri}) from None
-        text = json.dumps({"model": name, **show.model_dump(mode="json")}, indent=2)
-        return ReadResourceResult(
-            contents=[TextResourceContents(uri=uri, mime_type="application/json", text=text)]
-        )
-
-    async def subscribe(ctx: ServerRequestContext[AppState], params: SubscribeRequestParams) -> EmptyResult:
-        await session_for(ctx, params.uri)
-        peers.subscribe(ctx, params.uri)
-        return EmptyResult()
-
-    async def unsubscribe(
-        ctx: ServerRequestContext[AppState], params: UnsubscribeRequestParams
-    ) -> EmptyResult:
-        peers.unsubscribe(ctx, params.uri)
-        return EmptyResult()
+    resources.register(lowlevel)
 
     async def set_level(ctx: ServerRequestContext[AppState], params: SetLevelRequestParams) -> EmptyResult:
         peers.set_log_level(ctx, params.level)
         return EmptyResult()
 
-    lowlevel.add_request_handler("resources/list", PaginatedRequestParams, list_resources)
-    lowlevel.add_request_handler("resources/templates/list", PaginatedRequestParams, list_templates)
-    lowlevel.add_request_handler("resources/read", ReadResourceRequestParams, read_resource)
-    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
-    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
-    lowlevel.add_request_handler("completion/complete", CompleteRequestParams, _complete)
+    lowlevel.add_request_handler("completion/complete", CompleteRequestParams, prompt_handlers.complete)
     return server
 
 
@@ -377,60 +238,6 @@ async def _change_session(
     result = SessionChange(session_id=sid, deleted=delete, cleared_messages=info.message_count)
     verb = "Deleted" if delete else "Cleared"
     return structured_result(f"{verb} session {sid} ({info.message_count} messages).", result)
-
-
-def _register_prompts(server: MCPServer[AppState]) -> None:
-    @server.prompt(title="System prompt")
-    def system_prompt(
-        ctx: Context[AppState, Any],
-        language: Annotated[
-            str | None, Field(description="Always answer in this language (e.g. 'French').")
-        ] = None,
-        style: Annotated[str | None, Field(description=f"Answer style: one of {', '.join(STYLES)}.")] = None,
-    ) -> str:
-        """The system prompt chat sends to the local model; with no arguments, exactly the text sent."""
-        try:
-            return render_system_prompt(app_state(ctx).settings.system_prompt, language=language, style=style)
-        except ValueError as exc:  # an unknown style: the caller's argument, told as such
-            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
-
-    @server.prompt(title="Continue a local chat session")
-    def continue_session(
-        ctx: Context[AppState, Any],
-        session_id: Annotated[str, Field(description="The stored session to bring into this conversation.")],
-    ) -> list[dict[str, Any]]:
-        """A stored local conversation as prompt messages, to continue it here."""
-        store = app_state(ctx).store
-        try:
-            sid = validate_session_id(session_id)
-        except McpOllamaError as exc:
-            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
-        if store.get_session(sid) is None:
-            raise MCPError(code=INVALID_PARAMS, message=str(SessionNotFound(sid)))
-        return [{"role": m.role, "content": {"type": "text", "text": m.content}} for m in store.messages(sid)]
-
-
-def _filter(candidates: list[str] | tuple[str, ...], prefix: str) -> Completion:
-    wanted = prefix.casefold()
-    matches = [c for c in candidates if c.casefold().startswith(wanted)]
-    return Completion(values=matches[:100], total=len(matches), has_more=len(matches) > 100)
-
-
-async def _complete(ctx: ServerRequestContext[AppState], params: CompleteRequestParams) -> CompleteResult:
-    """Session ids, model names, styles and languages, wherever an argument of that name appears."""
-    state = app_state(ctx)
-    argument = params.argument
-    completion = Completion(values=[])
-    if argument.name == "session_id":
-        ids = await anyio.to_thread.run_sync(partial(state.store.session_ids, argument.value, limit=101))
-        completion = Completion(values=ids[:100], has_more=len(ids) > 100)
-    elif argument.name == "model":
-        completion = _filter(await state.model_names(), argument.value)
-    elif argument.name == "style":
-        completion = _filter(STYLES, argument.value)
-    elif argument.name == "language":
-        completion = _filter(COMMON_LANGUAGES, argument.value)
-    return CompleteResult(completion=completion)
 
 
 # ---------------------------------------------------------------------------- running
