@@ -133,3 +133,7 @@ class StoreError(McpOllamaError):
         self.path = path
         self.cause = cause
         super().__init__(f"The session database {path} could not be used: {cause}")
+
+
+class SettingsError(ValueError):
+    """A flag or environment variable has a value we cannot use; the message never holds a secret."""
