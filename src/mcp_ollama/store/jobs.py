@@ -12,11 +12,11 @@ from .records import (
     JobRecord,
     StoredMessage,
     _decode_cursor,
-    _encode_cursor,
     _format_time,
     _job_from_row,
     _message_from_row,
     _now,
+    _page,
 )
 
 
@@ -123,12 +123,8 @@ class JobQueries(StoreBase):
         query += " ORDER BY started_at, id LIMIT ?"
         with self._lock:
             rows = self._conn.execute(query, (*params, limit + 1)).fetchall()
-        records = [_job_from_row(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = _encode_cursor(str(last[5]), str(last[0]))
-        return records, next_cursor
+        page, next_cursor = _page(rows, limit, time_column=5)
+        return [_job_from_row(row) for row in page], next_cursor
 
     def delete_expired_jobs(self, now: datetime | None = None) -> int:
         """Forget task records whose time to live has passed; returns how many."""

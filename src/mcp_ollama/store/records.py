@@ -182,6 +182,17 @@ def _encode_cursor(updated_at: str, session_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
+def _page(rows: list[_Row], limit: int, time_column: int) -> tuple[list[_Row], str | None]:
+    """A keyset page: the first ``limit`` of ``rows`` (fetched ``limit + 1``), and the cursor after them.
+
+    The cursor holds the last row's time (column ``time_column``) and id (column 0).
+    """
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], _encode_cursor(str(last[time_column]), str(last[0]))
+
+
 def _decode_cursor(cursor: str) -> tuple[str, str]:
     try:
         if not isinstance(cursor, str) or not cursor.isascii():

@@ -16,10 +16,10 @@ from .records import (
     SessionInfo,
     StoredMessage,
     _decode_cursor,
-    _encode_cursor,
     _format_time,
     _message_from_row,
     _now,
+    _page,
     _parse_time,
     _recent,
     _session_from_row,
@@ -63,12 +63,8 @@ class SessionQueries(StoreBase):
         query += " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
         with self._lock:
             rows = self._conn.execute(query, (*params, limit + 1)).fetchall()
-        sessions = [_session_from_row(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = _encode_cursor(str(last[4]), str(last[0]))
-        return sessions, next_cursor
+        page, next_cursor = _page(rows, limit, time_column=4)
+        return [_session_from_row(row) for row in page], next_cursor
 
     def recent_messages(self, session_id: str, max_turns: int) -> list[StoredMessage]:
         """The last ``max_turns`` turns in chronological order; empty for an unknown session."""
