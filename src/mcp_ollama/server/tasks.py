@@ -23,7 +23,7 @@ import json
 import logging
 import uuid
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -210,6 +210,7 @@ class TaskBook:
         # Held weakly: the book is kept in a WeakKeyDictionary keyed by state.jobs.
         self._state_ref = weakref.ref(state)
         self._tasks: OrderedDict[str, ChatTask] = OrderedDict()
+        self._finished: deque[str] = deque()
         state.jobs.spawn(self._purge_forever)
 
     @property
@@ -324,9 +325,10 @@ class TaskBook:
         task.ended.set()
         # Off the event loop: a store held by another program must not stall every request.
         self._state.jobs.spawn(lambda: anyio.to_thread.run_sync(self._save, task))
-        finished = [key for key, t in self._tasks.items() if not t.running]
-        for key in finished[: max(0, len(finished) - FINISHED_TASKS_KEPT)]:
-            del self._tasks[key]
+        # As Jobs retires jobs: forget the oldest finished tasks, without a scan per task.
+        self._finished.append(task.id)
+        while len(self._finished) > FINISHED_TASKS_KEPT:
+            self._tasks.pop(self._finished.popleft(), None)
 
     def _save(self, task: ChatTask) -> None:
         store, text = self._state.store, json.dumps(task.result)
