@@ -39,8 +39,11 @@ LIVENESS_INTERVAL = 15.0
 """Seconds between refreshes of a running recorded job's heartbeat."""
 STALE_AFTER = timedelta(seconds=4 * LIVENESS_INTERVAL)
 """A running record not refreshed for this long belongs to a process that died."""
-LEASE_SECONDS = 4 * LIVENESS_INTERVAL
-"""How long a session's lease outlives its holder's last renewal (a process that died)."""
+LEASE_RENEW_INTERVAL = 2.0
+"""Seconds between renewals of the session leases this process holds."""
+LEASE_SECONDS = 5 * LEASE_RENEW_INTERVAL
+"""How long a session's lease outlives its holder's last renewal: a killed process holds up
+its sessions' next turns this long at most."""
 FINISHED_KEPT = 256
 """Finished jobs kept in memory for ``chat_result``; older ones are answered from the store."""
 
@@ -246,6 +249,7 @@ class Jobs:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._keep_records_alive)
+        self._tg.start_soon(self._keep_leases)
         self._tg.start_soon(self._heartbeats)
         return self
 
@@ -401,11 +405,18 @@ class Jobs:
     async def _keep_records_alive(self) -> None:
         while True:
             await anyio.sleep(LIVENESS_INTERVAL)
-            running = [job for job in self._jobs.values() if not job.done]
-            try:
-                if running:
-                    await anyio.to_thread.run_sync(self._store.renew_leases, self.owner, LEASE_SECONDS)
-                if any(job.recorded for job in running):
+            if any(job.recorded and not job.done for job in self._jobs.values()):
+                try:
                     await anyio.to_thread.run_sync(self._store.touch_jobs, self.owner)
-            except Exception:
-                logger.warning("could not refresh job records and session leases", exc_info=True)
+                except Exception:
+                    logger.warning("could not refresh job records", exc_info=True)
+
+    async def _keep_leases(self) -> None:
+        """Renew this process's session leases while any job runs (often: a dead holder is found soon)."""
+        while True:
+            await anyio.sleep(LEASE_RENEW_INTERVAL)
+            if any(not job.done for job in self._jobs.values()):
+                try:
+                    await anyio.to_thread.run_sync(self._store.renew_leases, self.owner, LEASE_SECONDS)
+                except Exception:
+                    logger.warning("could not renew session leases", exc_info=True)
