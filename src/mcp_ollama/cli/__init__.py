@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import anyio
 
-from . import __version__
-from .settings import SETTINGS_SPEC, Settings, SettingsError, load_settings
+from .. import __version__
+from ..settings import SETTINGS_SPEC, Settings, SettingsError, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    from .server import serve  # the SDK import is the bulk of start-up; doctor does without it
+    from ..server import serve  # the SDK import is the bulk of start-up; doctor does without it
 
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(serve, settings)
@@ -75,7 +75,7 @@ def _serve(settings: Settings) -> int:
 
 
 async def _doctor(settings: Settings) -> int:
-    from .doctor import format_report, run_checks
+    from ..doctor import format_report, run_checks
 
     ok = format_report(await run_checks(settings), print)
     return 0 if ok else 1
