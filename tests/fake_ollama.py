@@ -9,11 +9,32 @@ hangs up during a stream, as Ollama does (it stops generating when the request's
 is cancelled). Standard library only, so it also runs as a script:
 
     python tests/fake_ollama.py [--port N] [--token-delay S] [--load-delay S] [--reply TEXT]
+                                [--models NAME,...] [--tokenizer]
 
 Models load as in Ollama: the first chat request for a model that is not loaded waits
 ``load_delay`` seconds before any response header, later ones do not, until the model's
 ``keep_alive`` runs out (``/api/ps`` lists what is loaded). A chat request without messages only
 loads the model (``done_reason: "load"``), or unloads it with ``keep_alive: 0``.
+
+Models beyond llama3 (ready-made: ``LLAMA3``, ``LLAMA31``, ``QWEN3``, ``GPT_OSS``, ``DEEPSEEK_R1``,
+``LLAVA``, ``GEMMA3``; ``READY_MODELS`` by short name) behave as Ollama 0.12 serves them:
+
+- ``/api/show`` gives each model's own ``model_info["<family>.context_length"]`` and ``capabilities``.
+- Thinking: ``think: true`` (or a level, gpt-oss only) streams ``message.thinking`` chunks before the
+  content; a ``thinks_inline`` model asked nothing about thinking writes ``<think>...</think>`` into
+  the content instead (split so that the tags arrive in pieces, see ``inline_think_tokens``).
+- ``format``: ``"json"`` or a JSON Schema object makes the default answer JSON text (null and ""
+  mean no format); anything else is a 400 ``invalid format: expected "json" or a valid JSON schema``.
+- ``messages[].images``: strict base64 strings (Go's 400 ``illegal base64 data at input byte N``
+  otherwise), for models with the ``vision`` capability; images sent to another model are a 400
+  ``"<model>" does not support images`` (the fake's choice of words, after the thinking one).
+- Prompt tokens: with ``FakeOllama(tokenizer=True)`` the prompt is counted as a tokenizer would
+  (``count_prompt_tokens``) and the oldest messages that do not fit ``num_ctx`` are dropped
+  silently, as Ollama does (``FakeOllama.truncations`` records it). The default, kept for the tests
+  written before it, counts words and never truncates.
+
+As a script: ``--models qwen3,llava`` (short or full names, or ``all``) serves ready-made models,
+``--tokenizer`` turns on token counting and truncation.
 """
 
 from __future__ import annotations
@@ -23,8 +44,11 @@ import asyncio
 import contextlib
 import dataclasses
 import gzip
+import hashlib
 import http
 import json
+import logging
+import math
 import re
 import signal
 import sys
@@ -38,13 +62,29 @@ from types import TracebackType
 from typing import Any
 
 __all__ = [
+    "DEEPSEEK_R1",
+    "DEFAULT_THINKING",
+    "GEMMA3",
+    "GPT_OSS",
+    "LLAMA3",
+    "LLAMA31",
+    "LLAVA",
+    "QWEN3",
+    "READY_MODELS",
     "Behavior",
     "FakeModel",
     "FakeOllama",
     "RecordedRequest",
+    "Truncation",
+    "count_prompt_tokens",
+    "default_reply",
+    "fit_context",
+    "go_base64_error",
+    "inline_think_tokens",
     "keep_alive_seconds",
     "main",
     "parse_go_duration",
+    "schema_instance",
     "tokenize",
 ]
 
@@ -64,6 +104,12 @@ _FOREVER = (2**63 - 1) / 1e9
 """A negative ``keep_alive``: Go's largest time.Duration, about 292 years."""
 _DEFAULT_NUM_CTX = 4096
 """The context length Ollama loads a model with when a request names no ``num_ctx``."""
+DEFAULT_THINKING = "Let me think about what the user said."
+"""What a thinking model thinks when ``Behavior.thinking`` is None."""
+_THINK_LEVELS = ("high", "medium", "low")
+_FORMAT_ERROR = 'invalid format: expected "json" or a valid JSON schema'
+
+_log = logging.getLogger("fake_ollama")
 
 
 @dataclass
@@ -74,7 +120,9 @@ class Behavior:
     """
 
     reply: str | None = None
-    """Answer text, split into word tokens; None means the default echo answer."""
+    """Answer text, split into word tokens; None means the default echo answer (``default_reply``),
+    or, when the request has a ``format``, JSON text: ``{"answer": <echo>}`` for "json", else
+    ``schema_instance`` of the schema. A scripted ``reply`` is sent as it is, JSON or not."""
     tokens: list[str] | None = None
     """Exact tokens to stream (overrides ``token_count`` and ``reply``)."""
     token_count: int | None = None
@@ -106,6 +154,19 @@ class Behavior:
     (a misbehaving proxy in front of Ollama): a decompression bomb."""
     redirect_to: str | None = None
     """Answer ``307 Temporary Redirect`` to this location (a proxy pointing somewhere else)."""
+    thinking: str | None = None
+    """What a thinking model thinks, split into word tokens like ``reply``; None means
+    ``DEFAULT_THINKING``, "" thinks nothing. Used only when the request asks for thinking (``think``
+    true or a level, on a model with the ``thinking`` capability: streamed as ``message.thinking``
+    chunks before the content) or, on a ``thinks_inline`` model, when it sends no ``think`` (written
+    into the content as ``<think>...</think>``).
+
+    Faults (``error_after``, ``cut_after``, ``malformed_after``, ``end_after``) count content tokens
+    only: every thinking chunk goes out before content token 0, so ``cut_after=0`` cuts right after
+    the thinking. Inline ``<think>`` tokens are content tokens and do count. ``first_token_delay``
+    comes before the first chunk of either kind, ``token_delay`` before each later one. As in
+    Ollama, ``num_predict`` and ``eval_count`` count thinking and content tokens together, thinking
+    first: a small ``num_predict`` can end the answer (``done_reason: "length"``) before any content."""
 
 
 @dataclass(frozen=True)
@@ -124,17 +185,35 @@ class RecordedRequest:
 
 @dataclass(frozen=True)
 class FakeModel:
-    """A pulled model as ``/api/tags``, ``/api/show`` and ``/api/ps`` describe it."""
+    """A pulled model as ``/api/tags``, ``/api/show`` and ``/api/ps`` describe it, and how it
+    answers chats (thinking, tokenizer density). The defaults are llama3:8b."""
 
     name: str = "llama3:8b"
     family: str = "llama"
+    """``details.family``, and the architecture: ``model_info`` keys start with it."""
     parameter_size: str = "8.0B"
     quantization_level: str = "Q4_0"
     size: int = 4661224676
     digest: str = "365c0bd3c000a25d28ddbf732fe1c6add414de7275464c4e4d1c3b5fcb5d8ad1"
     modified_at: str = "2024-05-20T10:11:12.123456789+02:00"
     context_length: int = 8192
+    """The context the model was trained with: ``model_info["<family>.context_length"]``."""
     capabilities: tuple[str, ...] = ("completion",)
+    """What ``/api/show`` lists: "completion", "tools", "thinking", "vision"."""
+    chars_per_token: float = 4.0
+    """Tokenizer density: characters of message content per prompt token (2.0: a denser tokenizer,
+    twice the tokens for the same text). See ``count_prompt_tokens``."""
+    thinks_inline: bool = False
+    """Writes ``<think>...</think>`` into ``message.content`` when the request sends no ``think``
+    (older deepseek-r1); with ``think: true`` it thinks into ``message.thinking`` as any thinking
+    model, with ``think: false`` it does not think."""
+    think_levels: bool = False
+    """Takes ``think`` as "low", "medium" or "high" (gpt-oss). Other thinking models answer a level
+    with 400 ``think value "low" is not supported for this model``; true and false suit all."""
+    message_tokens: int = 5
+    """Prompt tokens the chat template adds around each message."""
+    image_tokens: int = 576
+    """Prompt tokens each image takes (llava's 24 x 24 patches)."""
 
     def details(self) -> dict[str, Any]:
         return {
@@ -180,20 +259,280 @@ class FakeModel:
         }
 
 
+def _digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+LLAMA3 = FakeModel()
+"""llama3:8b: completion only, 8192 tokens of context."""
+LLAMA31 = FakeModel(
+    name="llama3.1:8b",
+    quantization_level="Q4_K_M",
+    size=4920753328,
+    digest=_digest("llama3.1:8b"),
+    context_length=131072,
+    capabilities=("completion", "tools"),
+)
+"""llama3.1:8b: tools, 128 Ki tokens of context."""
+QWEN3 = FakeModel(
+    name="qwen3:8b",
+    family="qwen3",
+    parameter_size="8.2B",
+    quantization_level="Q4_K_M",
+    size=5225388164,
+    digest=_digest("qwen3:8b"),
+    context_length=40960,
+    capabilities=("completion", "tools", "thinking"),
+)
+"""qwen3:8b: thinks when asked (``think: true``), no levels; tools."""
+GPT_OSS = FakeModel(
+    name="gpt-oss:20b",
+    family="gptoss",
+    parameter_size="20.9B",
+    quantization_level="MXFP4",
+    size=13780173839,
+    digest=_digest("gpt-oss:20b"),
+    context_length=131072,
+    capabilities=("completion", "tools", "thinking"),
+    think_levels=True,
+)
+"""gpt-oss:20b: thinks, and takes ``think`` levels "low", "medium", "high"; tools."""
+DEEPSEEK_R1 = FakeModel(
+    name="deepseek-r1:7b",
+    family="qwen2",
+    parameter_size="7.6B",
+    quantization_level="Q4_K_M",
+    size=4683075271,
+    digest=_digest("deepseek-r1:7b"),
+    context_length=131072,
+    capabilities=("completion", "thinking"),
+    thinks_inline=True,
+)
+"""deepseek-r1:7b: thinks into the content (``<think>...</think>``) unless the request sends ``think``."""
+LLAVA = FakeModel(
+    name="llava:7b",
+    parameter_size="7B",
+    size=4733363377,
+    digest=_digest("llava:7b"),
+    context_length=4096,
+    capabilities=("completion", "vision"),
+)
+"""llava:7b: images (576 tokens each), 4096 tokens of context."""
+GEMMA3 = FakeModel(
+    name="gemma3:4b",
+    family="gemma3",
+    parameter_size="4.3B",
+    quantization_level="Q4_K_M",
+    size=3338801804,
+    digest=_digest("gemma3:4b"),
+    context_length=131072,
+    capabilities=("completion", "vision"),
+    image_tokens=256,
+)
+"""gemma3:4b: images (256 tokens each), 128 Ki tokens of context."""
+READY_MODELS: dict[str, FakeModel] = {
+    "llama3": LLAMA3,
+    "llama3.1": LLAMA31,
+    "qwen3": QWEN3,
+    "gpt-oss": GPT_OSS,
+    "deepseek-r1": DEEPSEEK_R1,
+    "llava": LLAVA,
+    "gemma3": GEMMA3,
+}
+"""The ready-made models by short name (the ``--models`` names of the script)."""
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """Ollama dropped the oldest messages of a chat to fit its prompt into the context window (or,
+    when even the last message is too long, the runner cut the prompt: ``tokens_after == num_ctx``)."""
+
+    model: str
+    """The model the request named."""
+    num_ctx: int
+    """The window: the request's ``num_ctx`` (4096 if unset), at most the model's ``context_length``."""
+    tokens_before: int
+    """Prompt tokens of every message sent."""
+    tokens_after: int
+    """Prompt tokens of what the model saw: the answer's ``prompt_eval_count``."""
+    messages_dropped: int
+    """How many messages were left out (the oldest non-system ones)."""
+
+
 def tokenize(text: str) -> list[str]:
     """Word tokens that keep their trailing whitespace: ``"a b"`` -> ``["a ", "b"]``."""
     return re.findall(r"\S+\s*|\s+", text)
 
 
+def inline_think_tokens(thinking: str) -> list[str]:
+    """The content tokens a ``thinks_inline`` model writes before its answer: the text is
+    ``"<think>\\n" + thinking + "\\n</think>\\n\\n"``, and each tag arrives in two pieces, as a real
+    tokenizer splits it: ``["<th", "ink>\\n", *tokenize(thinking), "\\n</th", "ink>\\n\\n"]``."""
+    return ["<th", "ink>\n", *tokenize(thinking), "\n</th", "ink>\n\n"]
+
+
+def _message_tokens(message: Any, model: FakeModel) -> int:
+    if not isinstance(message, dict):
+        return 0
+    content = message.get("content")
+    text = content if isinstance(content, str) else ""
+    images = message.get("images")
+    pictures = len(images) if isinstance(images, list) else 0
+    return math.ceil(len(text) / model.chars_per_token) + model.message_tokens + pictures * model.image_tokens
+
+
+def count_prompt_tokens(messages: Sequence[Any], model: FakeModel = LLAMA3) -> int:
+    """Prompt tokens of these chat messages for ``model``, as the fake's tokenizer counts them:
+    for each message ``ceil(len(content) / model.chars_per_token) + model.message_tokens``, plus
+    ``model.image_tokens`` per image. Only ``content`` and ``images`` count."""
+    return sum(_message_tokens(message, model) for message in messages)
+
+
+def fit_context(
+    messages: Sequence[dict[str, Any]], model: FakeModel, num_ctx: int
+) -> tuple[list[dict[str, Any]], int]:
+    """What Ollama keeps of a chat for a window of ``num_ctx`` tokens (its ``chatPrompt``): the
+    longest run of newest messages that fits, plus every system message before that run; the last
+    message always stays. Returns the kept messages and their prompt tokens; when even the last
+    message does not fit, the runner cuts the prompt itself, so the count is capped at ``num_ctx``."""
+    costs = [_message_tokens(m, model) for m in messages]
+    if not messages:
+        return [], 0
+    system_before = [0]  # system_before[i]: tokens of the system messages in messages[:i]
+    for message, cost in zip(messages, costs, strict=True):
+        system_before.append(system_before[-1] + (cost if message.get("role") == "system" else 0))
+    start = len(messages) - 1
+    suffix = costs[start]
+    for i in range(start - 1, -1, -1):
+        if system_before[i] + suffix + costs[i] > num_ctx:
+            break
+        suffix += costs[i]
+        start = i
+    kept = [m for m in messages[:start] if m.get("role") == "system"] + list(messages[start:])
+    return kept, min(system_before[start] + suffix, num_ctx)
+
+
 def default_reply(messages: Sequence[Any]) -> str:
-    """The echo answer: what the user said last and how much history came with it."""
+    """The echo answer: what the user said last and how much history came with it, and how many
+    images came with the last user message, if any (`` I see 2 images.``)."""
     last_user = ""
+    pictures = 0
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             last_user = str(message.get("content", ""))
+            images = message.get("images")
+            pictures = len(images) if isinstance(images, list) else 0
             break
     earlier = sum(1 for m in messages[:-1] if not (isinstance(m, dict) and m.get("role") == "system"))
-    return f"You said: {last_user}. I have seen {earlier} earlier messages."
+    seen = f" I see {pictures} image{'' if pictures == 1 else 's'}." if pictures else ""
+    return f"You said: {last_user}. I have seen {earlier} earlier messages.{seen}"
+
+
+def schema_instance(schema: Any, root: Any = None, depth: int = 0) -> Any:
+    """A deterministic instance of a JSON Schema, as a model constrained by it might write:
+    ``enum`` -> its first value, ``const`` -> it, object -> every property (and every ``required``
+    name), string -> "text", integer -> 1, number -> 1.5 (both moved into ``minimum``/``maximum``),
+    boolean -> true, null -> null, array -> ``max(1, minItems)`` items; ``anyOf``/``oneOf``/``allOf``
+    -> the first choice; local ``$ref`` (``#/$defs/X``) followed."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or depth > 32:
+        return "text"
+    if "$ref" in schema and isinstance(schema["$ref"], str) and schema["$ref"].startswith("#"):
+        target: Any = root
+        for part in schema["$ref"][1:].split("/"):
+            if part:
+                target = (
+                    target.get(part.replace("~1", "/").replace("~0", "~"))
+                    if isinstance(target, dict)
+                    else None
+                )
+        return schema_instance(target, root, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        choices = schema.get(key)
+        if isinstance(choices, list) and choices:
+            return schema_instance(choices[0], root, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), kind[0] if kind else None)
+    if kind is None:
+        kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+    if kind == "object":
+        properties = schema.get("properties")
+        properties = properties if isinstance(properties, dict) else {}
+        value = {name: schema_instance(sub, root, depth + 1) for name, sub in properties.items()}
+        required = schema.get("required")
+        for name in required if isinstance(required, list) else []:
+            if isinstance(name, str) and name not in value:
+                value[name] = "text"
+        return value
+    if kind == "array":
+        low = schema.get("minItems")
+        count = max(1, low) if isinstance(low, int) else 1
+        return [schema_instance(schema.get("items"), root, depth + 1) for _ in range(count)]
+    if kind in ("integer", "number"):
+        number: float = 1 if kind == "integer" else 1.5
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if isinstance(low, (int, float)) and number < low:
+            number = math.ceil(low) if kind == "integer" else low
+        if isinstance(high, (int, float)) and number > high:
+            number = math.floor(high) if kind == "integer" else high
+        return number
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return "text"
+
+
+def _format_reply(fmt: Any, echo: str) -> str:
+    """The JSON text a model writes under ``format``: ``{"answer": echo}`` for "json", an
+    instance of the schema otherwise (spaces after separators, so that it streams in pieces)."""
+    value = {"answer": echo} if fmt == "json" else schema_instance(fmt)
+    return json.dumps(value, ensure_ascii=False)
+
+
+_B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def go_base64_error(text: str) -> int | None:
+    """Where Go's ``base64.StdEncoding.Decode`` (which ``encoding/json`` uses for ``[]byte``, so
+    for ``images``) fails on ``text``: the N of ``illegal base64 data at input byte N``, or None if
+    it decodes. Padding is required, CR and LF are skipped, the bits after the last byte are not
+    checked (the encoding is not ``Strict``)."""
+    src = text.encode()
+    si = 0
+    while si < len(src):
+        j = 0
+        while j < 4:
+            if si == len(src):
+                if j == 0:
+                    return None
+                return si - j  # padding is required, a lone last character never decodes
+            char = src[si]
+            si += 1
+            if char in _B64_ALPHABET:
+                j += 1
+                continue
+            if char in b"\r\n":
+                continue
+            if char != ord("=") or j < 2:
+                return si - 1
+            if j == 2:  # "==" expected, the first "=" is consumed
+                while si < len(src) and src[si] in b"\r\n":
+                    si += 1
+                if si == len(src):
+                    return len(src)
+                if src[si] != ord("="):
+                    return si - 1
+                si += 1
+            while si < len(src) and src[si] in b"\r\n":
+                si += 1
+            return si if si < len(src) else None
+    return None
 
 
 class FakeOllama:
@@ -207,6 +546,15 @@ class FakeOllama:
     Model loading: ``load_delay`` is how long loading a model takes; every load is recorded
     in ``loads``. Chat requests without messages (preloads and unloads) never take a scripted
     ``Behavior``: those script generation only.
+
+    Prompt tokens: with ``tokenizer=True`` (or ``fake.tokenizer = True``; ``reset()`` restores
+    the constructor's value) a chat's ``prompt_eval_count`` is ``count_prompt_tokens`` of its
+    messages for the model named, and a prompt longer than the request's ``num_ctx`` (4096 if unset,
+    at most the model's ``context_length``) loses its oldest non-system messages, silently, as in
+    Ollama (``fit_context``): the answer's counts and the echo reply reflect what was kept, and
+    ``truncations`` records it. With ``tokenizer=False`` (the default, which the tests written
+    before it rely on) ``prompt_eval_count`` is the number of words in the messages and nothing is
+    ever dropped.
     """
 
     def __init__(
@@ -218,9 +566,15 @@ class FakeOllama:
         token_delay: float = 0.0,
         load_delay: float = 0.0,
         version: str = VERSION,
+        tokenizer: bool = False,
     ) -> None:
         self.models: list[FakeModel] = list(models) if models is not None else [FakeModel()]
         self.version = version
+        self.tokenizer = tokenizer
+        """Count prompt tokens as the model's tokenizer would and truncate at ``num_ctx``
+        (see the class docstring); read at each chat request."""
+        self._initial_tokenizer = tokenizer
+        self._truncations: list[Truncation] = []
         self.default = Behavior(reply=reply, token_delay=token_delay)
         self._load_delay = load_delay
         self._initial_load_delay = load_delay
@@ -307,12 +661,14 @@ class FakeOllama:
             self._queue.extend(behaviors)
 
     def reset(self) -> None:
-        """Forget records and scripted behaviours, unload every model; restore the
-        constructor's default behaviour and load delay."""
+        """Forget records (truncations included) and scripted behaviours, unload every model;
+        restore the constructor's default behaviour, load delay and ``tokenizer``."""
         with self._cond:
             self._epoch += 1
             self._queue.clear()
             self._requests.clear()
+            self._truncations.clear()
+            self.tokenizer = self._initial_tokenizer
             self._hangups = 0
             self._connections_at_reset = self._connections
             self._loaded.clear()
@@ -336,6 +692,20 @@ class FakeOllama:
                 for r in self._requests
                 if r.method == "POST" and r.path == "/api/chat" and r.body is not None
             ]
+
+    @property
+    def truncations(self) -> list[Truncation]:
+        """Every chat whose oldest messages were dropped to fit ``num_ctx`` (``tokenizer`` mode
+        only), in order; ``reset()`` clears them."""
+        with self._cond:
+            return list(self._truncations)
+
+    def prompt_tokens(self, body: dict[str, Any]) -> int:
+        """Prompt tokens of a chat request body before any truncation: ``count_prompt_tokens`` of
+        its messages for the model it names (``LLAMA3``'s tokenizer if the fake has no such model)."""
+        name = body.get("model")
+        model = (self._find_model(name) if isinstance(name, str) else None) or LLAMA3
+        return count_prompt_tokens(body.get("messages") or [], model)
 
     @property
     def load_delay(self) -> float:
@@ -653,7 +1023,8 @@ class FakeOllama:
                 if only_load:
                     await conn.send_json(200, _load_answer(body["model"], "load"), keep_alive=keep_alive)
                     return True
-                answer = _Answer(body, behavior, load_ns)
+                messages, prompt_count = self._prompt(body, model, num_ctx, epoch)
+                answer = _Answer(body, behavior, load_ns, model, messages, prompt_count)
                 if body.get("stream", True) is False:
                     return await self._answer_whole(conn, answer, watcher, keep_alive)
                 return await self._answer_stream(conn, answer, watcher)
@@ -672,10 +1043,46 @@ class FakeOllama:
                 self._active -= 1
                 self._cond.notify_all()
 
+    def _prompt(
+        self, body: dict[str, Any], model: FakeModel, num_ctx: int, epoch: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The messages the model sees and the prompt tokens it evaluates: every message and its
+        word count, or (``tokenizer``) what fits the window and its token count, the drop recorded."""
+        messages: list[dict[str, Any]] = body.get("messages") or []
+        if not self.tokenizer:
+            return messages, sum(len(str(m.get("content", "")).split()) for m in messages)
+        window = min(num_ctx, model.context_length)
+        before = count_prompt_tokens(messages, model)
+        if before <= window:
+            return messages, before
+        kept, after = fit_context(messages, model, window)
+        record = Truncation(body["model"], window, before, after, len(messages) - len(kept))
+        _log.info(
+            "truncating input messages which exceed context length: model=%s num_ctx=%d "
+            "tokens=%d kept=%d dropped=%d",
+            record.model,
+            window,
+            before,
+            after,
+            record.messages_dropped,
+        )
+        with self._cond:
+            if epoch == self._epoch:
+                self._truncations.append(record)
+        return kept, after
+
     def _validate_chat(self, body: dict[str, Any]) -> tuple[int, str] | None:
         keep = keep_alive_seconds(body.get("keep_alive"))
         if isinstance(keep, str):  # Go fails to bind the request body
             return 400, keep
+        think = body.get("think")
+        if isinstance(think, str) and think not in _THINK_LEVELS:
+            return (
+                400,
+                f'invalid think value: {json.dumps(think)} (must be "high", "medium", "low", true, or false)',
+            )
+        if think is not None and not isinstance(think, (bool, str)):
+            return 400, 'think must be a boolean or string ("high", "medium", "low", true, or false)'
         name = body.get("model")
         if not isinstance(name, str) or not name.strip():
             return 400, "model is required"
@@ -687,18 +1094,34 @@ class FakeOllama:
             not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages)
         ):
             return 400, "json: cannot unmarshal messages into Go struct field ChatRequest.messages"
-        if body.get("think") and "thinking" not in model.capabilities:
+        problem = _check_images(messages or [])
+        if problem is not None:
+            return 400, problem
+        if think and "thinking" not in model.capabilities:
             return 400, f'"{name}" does not support thinking'
+        if isinstance(think, str) and not model.think_levels:
+            return 400, f"think value {json.dumps(think)} is not supported for this model"
         if body.get("tools") and "tools" not in model.capabilities:
             return 400, f"registry.ollama.ai/library/{name} does not support tools"
+        if any(m.get("images") for m in messages or []) and "vision" not in model.capabilities:
+            return 400, f'"{name}" does not support images'
+        fmt = body.get("format")
+        if fmt not in (None, "", "json") and not isinstance(fmt, dict):
+            return 400, _FORMAT_ERROR
         return None
 
     async def _answer_stream(self, conn: _Connection, answer: _Answer, watcher: asyncio.Task[None]) -> bool:
         behavior, tokens = answer.behavior, answer.tokens
         stream = _ChunkedWriter(conn)
+        for index, thought in enumerate(answer.thinking):
+            await _pause(behavior.first_token_delay if index == 0 else behavior.token_delay, watcher)
+            await stream.line(answer.chunk("", thinking=thought))
+        thought_before = bool(answer.thinking)
         for index in range(len(tokens) + 1):
-            if index < len(tokens) or index == 0:
-                delay = behavior.first_token_delay if index == 0 else behavior.token_delay
+            if index < len(tokens) or (index == 0 and not thought_before):
+                delay = (
+                    behavior.first_token_delay if index == 0 and not thought_before else behavior.token_delay
+                )
                 await _pause(delay, watcher)
             if index == behavior.cut_after:
                 await stream.start()
@@ -723,7 +1146,8 @@ class FakeOllama:
         self, conn: _Connection, answer: _Answer, watcher: asyncio.Task[None], keep_alive: bool
     ) -> bool:
         behavior, tokens = answer.behavior, answer.tokens
-        await _pause(behavior.first_token_delay + behavior.token_delay * max(len(tokens) - 1, 0), watcher)
+        chunks = len(answer.thinking) + len(tokens)
+        await _pause(behavior.first_token_delay + behavior.token_delay * max(chunks - 1, 0), watcher)
         if behavior.cut_after is not None:
             await conn.cut()
             return False
@@ -736,62 +1160,125 @@ class FakeOllama:
                 200, b'{"model": "trunc', "application/json; charset=utf-8", keep_alive=keep_alive
             )
         else:
-            await conn.send_json(200, answer.final(content="".join(tokens)), keep_alive=keep_alive)
+            whole = answer.final(content="".join(tokens), thinking="".join(answer.thinking))
+            await conn.send_json(200, whole, keep_alive=keep_alive)
         return True
 
 
 class _Answer:
     """The deterministic answer to one chat request, and its NDJSON objects."""
 
-    def __init__(self, body: dict[str, Any], behavior: Behavior, load_ns: int | None = None) -> None:
+    def __init__(
+        self,
+        body: dict[str, Any],
+        behavior: Behavior,
+        load_ns: int | None = None,
+        model: FakeModel = LLAMA3,
+        messages: list[dict[str, Any]] | None = None,
+        prompt_eval_count: int | None = None,
+    ) -> None:
         self.model: str = body["model"]
         self.behavior = behavior
         self.load_ns = _LOAD_NS if load_ns is None else load_ns
-        messages: list[dict[str, Any]] = body.get("messages") or []
+        if messages is None:
+            messages = body.get("messages") or []
         tokens: Sequence[str]
         if behavior.tokens is not None:
             tokens = list(behavior.tokens)
         elif behavior.token_count is not None:
             tokens = _CountedTokens(max(behavior.token_count, 0))
+        elif behavior.reply is not None:
+            tokens = tokenize(behavior.reply)
+        elif body.get("format") not in (None, ""):
+            tokens = tokenize(_format_reply(body["format"], default_reply(messages)))
         else:
-            tokens = tokenize(behavior.reply if behavior.reply is not None else default_reply(messages))
+            tokens = tokenize(default_reply(messages))
+        think = body.get("think")
+        thought = DEFAULT_THINKING if behavior.thinking is None else behavior.thinking
+        thinking: list[str] = []
+        if "thinking" in model.capabilities and (think is True or isinstance(think, str)):
+            thinking = tokenize(thought)
+        elif model.thinks_inline and think is None:
+            tokens = _Joined(inline_think_tokens(thought), tokens)
         self.done_reason = "stop"
         options = body.get("options") or {}
         limit = options.get("num_predict") if isinstance(options, dict) else None
-        if isinstance(limit, int) and limit >= 0 and limit < len(tokens):
-            tokens = tokens[:limit]
+        # num_predict counts every generated token, the thinking first.
+        if isinstance(limit, int) and limit >= 0 and limit < len(thinking) + len(tokens):
+            thinking = thinking[:limit]
+            tokens = tokens[: limit - len(thinking)]
             self.done_reason = "length"
+        self.thinking = thinking
         self.tokens = tokens
-        self.prompt_eval_count = sum(len(str(m.get("content", "")).split()) for m in messages)
+        if prompt_eval_count is None:
+            prompt_eval_count = sum(len(str(m.get("content", "")).split()) for m in messages)
+        self.prompt_eval_count = prompt_eval_count
 
-    def chunk(self, token: str) -> dict[str, Any]:
+    def chunk(self, token: str, thinking: str | None = None) -> dict[str, Any]:
+        message = {"role": "assistant", "content": token}
+        if thinking:
+            message["thinking"] = thinking
         return {
             "model": self.model,
             "created_at": _now(),
-            "message": {"role": "assistant", "content": token},
+            "message": message,
             "done": False,
         }
 
-    def final(self, content: str = "") -> dict[str, Any]:
-        eval_ns = len(self.tokens) * (int(self.behavior.token_delay * 1e9) or _EVAL_TOKEN_NS)
+    def final(self, content: str = "", thinking: str = "") -> dict[str, Any]:
+        generated = len(self.thinking) + len(self.tokens)
+        eval_ns = generated * (int(self.behavior.token_delay * 1e9) or _EVAL_TOKEN_NS)
         prompt_ns = self.prompt_eval_count * _PROMPT_TOKEN_NS
         counters = {
             "total_duration": self.load_ns + prompt_ns + eval_ns + _OVERHEAD_NS,
             "load_duration": self.load_ns,
             "prompt_eval_count": self.prompt_eval_count,
             "prompt_eval_duration": prompt_ns,
-            "eval_count": len(self.tokens),
+            "eval_count": generated,
             "eval_duration": eval_ns,
         }
+        message = {"role": "assistant", "content": content}
+        if thinking:
+            message["thinking"] = thinking
         return {
             "model": self.model,
             "created_at": _now(),
-            "message": {"role": "assistant", "content": content},
+            "message": message,
             "done_reason": self.done_reason,
             "done": True,
             **{key: value for key, value in counters.items() if value},  # Go's omitempty
             **(self.behavior.final_fields or {}),
         }
+
+
+class _Joined(Sequence[str]):
+    """``head`` then ``tail`` as one sequence, without building ``tail`` (it may be huge)."""
+
+    def __init__(self, head: Sequence[str], tail: Sequence[str]) -> None:
+        self._head = head
+        self._tail = tail
+
+    def __len__(self) -> int:
+        return len(self._head) + len(self._tail)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if start == 0 and step == 1:
+                if stop <= len(self._head):
+                    return list(self._head[:stop])
+                return _Joined(self._head, self._tail[: stop - len(self._head)])
+            return [self[i] for i in range(start, stop, step)]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        head = len(self._head)
+        return self._head[index] if index < head else self._tail[index - head]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._head
+        yield from self._tail
 
 
 class _CountedTokens(Sequence[str]):
@@ -825,6 +1312,44 @@ class _Loaded:
 
     expires: float
     num_ctx: int
+
+
+def _go_kind(value: Any) -> str:
+    """The JSON kind Go names in an unmarshal error."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else "null"
+
+
+def _check_images(messages: Sequence[dict[str, Any]]) -> str | None:
+    """Go's error binding ``messages[].images`` (a list of base64 strings), or None."""
+    for message in messages:
+        images = message.get("images")
+        if images is None:
+            continue
+        if not isinstance(images, list):
+            return (
+                f"json: cannot unmarshal {_go_kind(images)} into Go struct field "
+                "Message.messages.images of type []api.ImageData"
+            )
+        for image in images:
+            if image is None:
+                continue
+            if not isinstance(image, str):
+                return (
+                    f"json: cannot unmarshal {_go_kind(image)} into Go struct field "
+                    "Message.messages.images of type api.ImageData"
+                )
+            at = go_base64_error(image)
+            if at is not None:
+                return f"illegal base64 data at input byte {at}"
+    return None
 
 
 def _load_answer(model: str, done_reason: str) -> dict[str, Any]:
@@ -1159,7 +1684,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between streamed tokens")
     parser.add_argument("--load-delay", type=float, default=0.0, help="seconds loading a model takes")
     parser.add_argument("--reply", default=None, help="answer every chat with this text")
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated ready-made models to serve, by short or full name "
+        f"({', '.join(READY_MODELS)}), or 'all' (default: llama3 only)",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        action="store_true",
+        help="count prompt tokens as a tokenizer would and drop what does not fit num_ctx",
+    )
     args = parser.parse_args(argv)
+    models: list[FakeModel] | None = None
+    if args.models is not None:
+        by_name = {**READY_MODELS, **{m.name: m for m in READY_MODELS.values()}}
+        wanted = [n.strip() for n in args.models.split(",") if n.strip()]
+        if wanted == ["all"]:
+            wanted = list(READY_MODELS)
+        unknown = [n for n in wanted if n not in by_name]
+        if unknown or not wanted:
+            parser.error(
+                f"unknown model(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(READY_MODELS)}"
+            )
+        models = list(dict.fromkeys(by_name[n] for n in wanted))
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
 
     stop = threading.Event()
 
@@ -1169,7 +1718,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     with FakeOllama(
-        port=args.port, reply=args.reply, token_delay=args.token_delay, load_delay=args.load_delay
+        port=args.port,
+        models=models,
+        reply=args.reply,
+        token_delay=args.token_delay,
+        load_delay=args.load_delay,
+        tokenizer=args.tokenizer,
     ) as fake:
         print(f"listening on {fake.url}", flush=True)
         while not stop.wait(0.5):
