@@ -1,51 +1,277 @@
-"""The ``mcp-ollama`` command: flags and environment become ``Settings``, logging goes to stderr.
+"""The ``mcp-ollama`` command: subcommands and dispatch; flags and environment become ``Settings``.
 
-``mcp-ollama`` (or ``mcp-ollama serve``) serves MCP on stdio; ``mcp-ollama doctor`` checks the
-set-up and exits non-zero if anything needs fixing.
+``mcp-ollama`` with no command (or ``serve``) speaks MCP on stdio, as hosts run it; ``ask``,
+``sessions`` and ``models`` use the same store and chat core from a terminal, with no MCP in
+between; ``doctor`` checks the set-up. Each command lives in its own module, imported only when
+it runs, so ``--help`` and ``ask`` never pay for the MCP SDK. Every settings flag is accepted
+before or after the command. An unknown option is named, with the closest known one.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import difflib
 import logging
+import re
 import sys
-from collections.abc import Sequence
-
-import anyio
+from collections.abc import Collection, Sequence
+from typing import Any, NoReturn
 
 from .. import __version__
 from ..settings import SETTINGS_SPEC, Settings, SettingsError, load_settings
 
+__all__ = ["CommandParser", "build_parser", "configure_logging", "find_misuse", "main"]
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mcp-ollama",
-        description="An MCP server (stdio) for local Ollama models: a streaming chat tool with "
-        "persistent sessions, sessions as resources, the system prompt as a prompt.",
-        epilog="Every option can also be set by the environment variable shown in brackets; "
-        "a flag wins over its variable.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "command",
-        nargs="?",
-        choices=("serve", "doctor"),
-        default="serve",
-        help="serve (default): speak MCP on stdin/stdout. doctor: check Ollama, the model and the database.",
+_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that remembers its options and commands, so a wrong one can be named.
+
+    argparse alone reports ``--modle llama3`` as an invalid *command* ``'llama3'``: it sets the
+    unknown option aside and trips over its value. ``find_misuse`` walks the words first.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.takes_value: dict[str, bool] = {"-h": False, "--help": False} if self.add_help else {}
+        """Every option string this parser knows, and whether it takes a value."""
+        self.commands: dict[str, CommandParser] = {}
+
+    def option(self, *flags: str, group: argparse._ArgumentGroup | None = None, **kwargs: Any) -> None:
+        """``add_argument``, remembering the option strings."""
+        action = (group or self).add_argument(*flags, **kwargs)
+        for flag in action.option_strings:
+            self.takes_value[flag] = action.nargs != 0
+
+    def command(self, commands: argparse._SubParsersAction[Any], name: str, **kwargs: Any) -> CommandParser:
+        """``commands.add_parser(name)``, remembered as one of this parser's commands."""
+        kwargs.setdefault("prog", f"{self.prog} {name}")
+        child = commands.add_parser(name, **kwargs)
+        assert isinstance(child, CommandParser)
+        self.commands[name] = child
+        return child
+
+    def resolve(self, flag: str) -> str | None:
+        """The option ``flag`` stands for (itself, or the one long option it abbreviates), or None."""
+        if flag in self.takes_value:
+            return flag
+        if flag.startswith("--") and self.allow_abbrev:
+            matches = [known for known in self.takes_value if known.startswith(flag)]
+            if matches:  # several: argparse says it is ambiguous
+                return matches[0]
+        return None
+
+    def unknown_option(self, flag: str) -> str:
+        """The sentence naming an option this parser does not know."""
+        for name, child in self.commands.items():
+            if flag in child.takes_value:
+                return (
+                    f"unknown option '{flag}' before the command: it is an option of '{name}', put it after"
+                )
+        longs = [known for known in self.takes_value if known.startswith("--")]
+        close = difflib.get_close_matches(flag, longs, n=1)
+        if close:
+            return f"unknown option '{flag}' — did you mean '{close[0]}'?"
+        return f"unknown option '{flag}' (see {self.prog} --help)"
+
+    def unknown_command(self, word: str) -> str:
+        """The sentence naming a word that is none of this parser's commands."""
+        close = difflib.get_close_matches(word, list(self.commands), n=1)
+        if close:
+            return f"unknown command '{word}' — did you mean '{close[0]}'?"
+        hint = "; to chat from a terminal: mcp-ollama ask MESSAGE" if "ask" in self.commands else ""
+        return f"unknown command '{word}' (commands: {', '.join(self.commands)}{hint})"
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def _looks_like_option(word: str) -> bool:
+    flag = word.split("=", 1)[0]
+    return word.startswith("-") and word != "-" and " " not in flag and not _NUMBER.match(word)
+
+
+def find_misuse(parser: CommandParser, argv: Sequence[str]) -> tuple[CommandParser, str] | None:
+    """The first option or command in ``argv`` that ``parser`` would not know, with the sentence
+    naming it, and the (sub)parser it was given to; None when every word is known."""
+    current = parser
+    positionals = 0
+    wants_value = False
+    for word in argv:
+        if wants_value:
+            wants_value = False
+        elif word == "--":
+            return None
+        elif _looks_like_option(word):
+            flag = word.split("=", 1)[0]
+            known = current.resolve(flag)
+            if known is None:
+                return current, current.unknown_option(flag)
+            wants_value = current.takes_value[known] and "=" not in word
+        elif current.commands and positionals == 0:
+            if word not in current.commands:
+                return current, current.unknown_command(word)
+            current = current.commands[word]
+        else:
+            positionals += 1
+    return None
+
+
+def _add_settings(parser: CommandParser, shown: Collection[str] | None = None) -> None:
+    """Every setting's flag on ``parser``; help for those in ``shown`` only (None: all).
+
+    ``SUPPRESS`` as the default: a flag given before the command is not overwritten by the
+    command's own default, and a flag not given at all leaves its environment variable in force.
+    """
+    group = parser.add_argument_group(
+        "settings",
+        "Each also read from the environment variable in brackets; a flag wins over its variable."
+        if shown is None
+        else "Every setting flag of 'mcp-ollama --help' works here too.",
     )
     for spec in SETTINGS_SPEC:
-        if spec.flag is not None:
-            parser.add_argument(
-                spec.flag, dest=spec.name, metavar=spec.metavar, help=f"{spec.help} [{spec.env}]"
-            )
+        if spec.flag is None:
+            continue
+        visible = shown is None or spec.name in shown
+        parser.option(
+            spec.flag,
+            group=group,
+            dest=spec.name,
+            metavar=spec.metavar,
+            default=argparse.SUPPRESS,
+            help=f"{spec.help} [{spec.env}]" if visible else argparse.SUPPRESS,
+        )
+
+
+def build_parser() -> CommandParser:
     env_only = [f"{spec.env}: {spec.help}" for spec in SETTINGS_SPEC if spec.flag is None]
-    parser.epilog = " ".join([parser.epilog or "", "Set in the environment only:", *env_only])
+    parser = CommandParser(
+        prog="mcp-ollama",
+        usage="%(prog)s [SETTINGS] [COMMAND] ...",
+        description="An MCP server (stdio) for local Ollama models: a streaming chat tool with "
+        "persistent sessions, sessions as resources, the system prompt as a prompt. "
+        "With no command it serves MCP on stdin/stdout, as MCP hosts run it.",
+        epilog=" ".join(
+            [
+                "Every setting can also be set by the environment variable shown in brackets; "
+                "a flag wins over its variable. Setting flags work before or after the command.",
+                "Set in the environment only:",
+                *env_only,
+            ]
+        ),
+    )
+    parser.option("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_settings(parser)
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    serve = parser.command(
+        commands,
+        "serve",
+        help="speak MCP on stdin/stdout (the default): what an MCP host runs",
+        usage="%(prog)s [SETTINGS]",
+        description="Speak MCP (JSON-RPC) on stdin/stdout until the host closes stdin.",
+    )
+    _add_settings(serve)
+    doctor = parser.command(
+        commands,
+        "doctor",
+        help="check Ollama, the model and the database; changes nothing on disk",
+        usage="%(prog)s [SETTINGS]",
+        description="Check that Ollama answers, the default model is pulled and loads, and the "
+        "session database is usable; say how to fix what is not. Exits 1 if a check fails.",
+    )
+    _add_settings(doctor)
+    _add_ask(parser, commands)
+    _add_sessions(parser, commands)
+    models = parser.command(
+        commands,
+        "models",
+        help="list the models pulled in Ollama",
+        description="The models pulled in Ollama, one per line: name, size, family, parameters, "
+        "quantization.",
+    )
+    _add_settings(models, shown={"ollama_url"})
     return parser
 
 
+def _add_ask(parser: CommandParser, commands: argparse._SubParsersAction[Any]) -> None:
+    ask = parser.command(
+        commands,
+        "ask",
+        help="send one message and stream the answer (no MCP host needed)",
+        usage="%(prog)s MESSAGE [--session ID] [--model NAME] [--json] [SETTINGS]",
+        description="Send MESSAGE to the model and stream the answer to stdout as it arrives; the "
+        "session id goes to stderr. Pass it back with --session to continue the conversation. "
+        "Same store and chat core as the server, without MCP. Ctrl-C stops the model and "
+        "stores nothing (exit 130).",
+        epilog='Example: mcp-ollama ask "Hello, what is MCP?", then '
+        'mcp-ollama ask "Explain in Chinese." --session ID',
+    )
+    ask.option("message", metavar="MESSAGE", help="what to say; '-' reads it from stdin")
+    ask.option(
+        "--session",
+        dest="ask_session",
+        metavar="ID",
+        help="continue this session (its recent turns go with the message); default: a new session",
+    )
+    ask.option(
+        "--json",
+        dest="ask_json",
+        action="store_true",
+        help="print one JSON object at the end (session_id, model, answer, usage) instead of streaming",
+    )
+    _add_settings(ask, shown={"model"})
+
+
+def _add_sessions(parser: CommandParser, commands: argparse._SubParsersAction[Any]) -> None:
+    sessions = parser.command(
+        commands,
+        "sessions",
+        help="list, show, export or delete stored sessions",
+        description="The stored chat sessions (the same database the server uses).",
+    )
+    _add_settings(sessions, shown={"db_path"})
+    actions = sessions.add_subparsers(dest="sessions_command", title="actions", metavar="ACTION")
+    listing = sessions.command(
+        actions,
+        "list",
+        help="sessions, most recently active first (the default)",
+        description="One line per session: id, last active, turns, model, title.",
+    )
+    listing.option(
+        "--limit", dest="sessions_limit", type=int, default=50, metavar="N", help="at most N (default 50)"
+    )
+    _add_settings(listing, shown={"db_path"})
+    show = sessions.command(
+        actions, "show", help="a session's transcript", description="Print a session's transcript."
+    )
+    show.option("session_id", metavar="ID", help="the session's id, as sessions list shows it")
+    _add_settings(show, shown={"db_path"})
+    export = sessions.command(
+        actions,
+        "export",
+        help="a session as Markdown or JSON, for a file",
+        description="Print the session as a Markdown transcript or a JSON document.",
+    )
+    export.option("session_id", metavar="ID", help="the session's id, as sessions list shows it")
+    export.option(
+        "--format",
+        dest="export_format",
+        choices=("md", "json"),
+        default="md",
+        help="md (default) or json",
+    )
+    _add_settings(export, shown={"db_path"})
+    delete = sessions.command(
+        actions, "delete", help="delete a session and its messages", description="Delete a session."
+    )
+    delete.option("session_id", metavar="ID", help="the session's id, as sessions list shows it")
+    _add_settings(delete, shown={"db_path"})
+
+
 def configure_logging(level: str) -> None:
-    """Our log, and the SDK's, to stderr only: stdout carries JSON-RPC."""
+    """Our log, and the SDK's, to stderr only: stdout carries JSON-RPC (or the answer)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -54,28 +280,48 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    misuse = find_misuse(parser, words)
+    if misuse is not None:
+        where, message = misuse
+        where.error(message)
+    args = parser.parse_args(words)
     try:
         settings = load_settings(vars(args))
     except SettingsError as exc:
         print(f"mcp-ollama: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    if args.command == "doctor":
-        return anyio.run(_doctor, settings)
-    return _serve(settings)
+    try:
+        return _run(args.command or "serve", settings, args)
+    except KeyboardInterrupt:  # before or after a command's own handling of Ctrl-C
+        return 130
 
 
-def _serve(settings: Settings) -> int:
-    from ..server import serve  # the SDK import is the bulk of start-up; doctor does without it
+def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
+    if command == "ask":
+        from .ask import ask
 
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve, settings)
-    return 0
+        return ask(settings, args.message, session_id=args.ask_session, as_json=args.ask_json)
+    if command == "sessions":
+        from .sessions import sessions
 
+        return sessions(
+            settings,
+            args.sessions_command or "list",
+            session_id=getattr(args, "session_id", None),
+            export_format=getattr(args, "export_format", "md"),
+            limit=getattr(args, "sessions_limit", 50),
+        )
+    if command == "models":
+        from .models import models
 
-async def _doctor(settings: Settings) -> int:
-    from ..doctor import format_report, run_checks
+        return models(settings)
+    if command == "doctor":
+        from .doctor import doctor
 
-    ok = format_report(await run_checks(settings), print)
-    return 0 if ok else 1
+        return doctor(settings)
+    from .serve import serve
+
+    return serve(settings)

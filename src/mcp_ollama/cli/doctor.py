@@ -1,0 +1,22 @@
+"""``mcp-ollama doctor``: run the set-up checks of ``mcp_ollama.doctor`` and print the report.
+
+The checks change nothing on disk: the database is inspected, never created or migrated.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from ..settings import Settings
+
+
+def doctor(settings: Settings) -> int:
+    """0 when every check passed, 1 otherwise."""
+    return anyio.run(_doctor, settings)
+
+
+async def _doctor(settings: Settings) -> int:
+    from ..doctor import format_report, run_checks
+
+    ok = format_report(await run_checks(settings), print)
+    return 0 if ok else 1

@@ -1,0 +1,55 @@
+"""``mcp-ollama models``: the models pulled in Ollama, one per line."""
+
+from __future__ import annotations
+
+import sys
+
+import anyio
+
+from ..backend import ModelInfo
+from ..chat import open_client
+from ..errors import McpOllamaError
+from ..settings import Settings
+
+
+def models(settings: Settings) -> int:
+    """Print name, size, family, parameters and quantization of each pulled model; the exit code."""
+    try:
+        pulled = anyio.run(_pulled, settings)
+    except McpOllamaError as exc:
+        print(f"mcp-ollama: {exc}", file=sys.stderr)
+        return 1
+    if not pulled:
+        print(f"mcp-ollama: no models pulled yet; try: ollama pull {settings.model}", file=sys.stderr)
+        return 0
+    rows = [_row(model) for model in sorted(pulled, key=lambda m: m.name)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+async def _pulled(settings: Settings) -> list[ModelInfo]:
+    async with open_client(settings) as client:
+        return await client.list_models()
+
+
+def _row(model: ModelInfo) -> tuple[str, ...]:
+    details = model.details
+    return (
+        model.name,
+        _size(model.size),
+        details.family or "-",
+        details.parameter_size or "-",
+        details.quantization_level or "-",
+    )
+
+
+def _size(size: int) -> str:
+    """Bytes in decimal units, as ``ollama list`` shows them: ``4.7 GB``."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
