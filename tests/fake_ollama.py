@@ -547,14 +547,13 @@ class FakeOllama:
     in ``loads``. Chat requests without messages (preloads and unloads) never take a scripted
     ``Behavior``: those script generation only.
 
-    Prompt tokens: with ``tokenizer=True`` (or ``fake.tokenizer = True``; ``reset()`` restores
-    the constructor's value) a chat's ``prompt_eval_count`` is ``count_prompt_tokens`` of its
-    messages for the model named, and a prompt longer than the request's ``num_ctx`` (4096 if unset,
-    at most the model's ``context_length``) loses its oldest non-system messages, silently, as in
-    Ollama (``fit_context``): the answer's counts and the echo reply reflect what was kept, and
-    ``truncations`` records it. With ``tokenizer=False`` (the default, which the tests written
-    before it rely on) ``prompt_eval_count`` is the number of words in the messages and nothing is
-    ever dropped.
+    Prompt tokens: with ``tokenizer=True`` (the default; ``reset()`` restores the constructor's
+    value) a chat's ``prompt_eval_count`` is ``count_prompt_tokens`` of its messages for the model
+    named, and a prompt longer than the request's ``num_ctx`` (4096 if unset, at most the model's
+    ``context_length``) loses its oldest non-system messages, silently, as in Ollama
+    (``fit_context``): the answer's counts and the echo reply reflect what was kept, and
+    ``truncations`` records it. With ``tokenizer=False`` ``prompt_eval_count`` is the number of
+    words in the messages and nothing is ever dropped.
     """
 
     def __init__(
@@ -566,7 +565,7 @@ class FakeOllama:
         token_delay: float = 0.0,
         load_delay: float = 0.0,
         version: str = VERSION,
-        tokenizer: bool = False,
+        tokenizer: bool = True,
     ) -> None:
         self.models: list[FakeModel] = list(models) if models is not None else [FakeModel()]
         self.version = version

@@ -163,15 +163,15 @@ async def test_configured_num_ctx_and_keep_alive_are_sent_with_every_chat_and_th
     assert with_options["options"]["seed"] == 3
     assert own["options"]["num_ctx"] == 1024  # a call's own choice wins
     assert own["keep_alive"] == "17m"
-    assert preload_request(configured).to_ollama()["options"] == {"num_ctx": 2048}
+    assert preload_request(configured, None).to_ollama()["options"] == {"num_ctx": 2048}
 
 
-async def test_without_configuration_neither_num_ctx_nor_keep_alive_is_sent(
+async def test_without_configuration_the_models_own_window_is_sent_and_no_keep_alive(
     settings: Settings, fake: FakeOllama
 ) -> None:
     async with connect(settings, "legacy") as client:
         await client.call_tool("chat", {"message": "hello"})
-    assert "options" not in fake.chat_requests[0]
+    assert fake.chat_requests[0]["options"] == {"num_ctx": 8192}  # llama3:8b's context_length
     assert "keep_alive" not in fake.chat_requests[0]
 
 
@@ -319,6 +319,9 @@ async def test_a_turn_cancelled_from_its_observer_closes_the_stream(settings: Se
                     pass
 
                 def requested(self, prompt_tokens: int) -> None:
+                    pass
+
+                def thinking(self, text: str) -> None:
                     pass
 
                 def token(self, text: str) -> None:

@@ -134,7 +134,7 @@ async def test_keep_alive_zero_is_sent_not_dropped(fake: FakeOllama, client: Oll
 
 
 async def test_stream_yields_each_token_in_order_then_a_final_chunk_with_counters(
-    client: OllamaClient,
+    client: OllamaClient, fake: FakeOllama
 ) -> None:
     chunks = await collect(client, request("first", "answer", "second question"))
 
@@ -157,7 +157,7 @@ async def test_stream_yields_each_token_in_order_then_a_final_chunk_with_counter
     assert final.message == ChatMessage(role="assistant", content="")
     assert final.model == MODEL
     assert final.eval_count == len(tokens)
-    assert final.prompt_eval_count == 4  # words in all messages
+    assert final.prompt_eval_count == fake.prompt_tokens(fake.chat_requests[0])  # as its tokenizer counts
     assert final.total_duration > 0
     assert final.eval_duration > 0
     assert final.load_duration > 0

@@ -637,6 +637,7 @@ def test_a_denser_tokenizer_counts_more_tokens() -> None:
 def test_without_tokenizer_mode_prompt_eval_count_counts_words_and_nothing_is_dropped(
     fake: FakeOllama, http: httpx.Client
 ) -> None:
+    fake.tokenizer = False
     history = [{"role": "user", "content": "word " * 3000}] * 3
     final = stream_chat(http, chat_body(messages=[*history, {"role": "user", "content": "hi"}]))[-1]
     assert final["prompt_eval_count"] == 9001

@@ -23,8 +23,12 @@ from mcp_ollama.settings import Settings
 from mcp_ollama.store import ChatStore, SessionInfo, StoredMessage
 
 from .conftest import client_for, eventually, free_port, stdio_params
-from .fake_ollama import Behavior, FakeOllama
+from .fake_ollama import Behavior, FakeModel, FakeOllama
 from .rawstdio import RawServer
+
+BIG = FakeModel(name="big:1m", context_length=1_048_576)
+"""A model whose own window is the largest num_ctx allowed (Ollama caps num_ctx at a model's own)."""
+WIDE = {"num_ctx": 1_048_576}
 
 pytestmark = pytest.mark.anyio
 
@@ -91,7 +95,12 @@ FAULTS: dict[str, tuple[Behavior | None, dict[str, Any], list[str]]] = {
     "model-404": (
         None,
         {"model": "llama3:70b"},
-        ["'llama3:70b' is not available", "ollama pull llama3:70b", "ollama list"],
+        [
+            "'llama3:70b' is not available",
+            "Did you mean 'llama3:8b'?",
+            "ollama pull llama3:70b",
+            "ollama list",
+        ],
     ),
     "error-line-mid-stream": (
         Behavior(tokens=["The ", "answer ", "is "], error_after=2, error="CUDA error: out of memory"),
@@ -134,8 +143,12 @@ async def test_ollama_fault_is_a_clear_tool_error_and_loses_nothing_over_stdio(
         for fragment in [*fragments, fake.url]:
             assert fragment in text, f"{fragment!r} missing from {text!r}"
         assert "Traceback" not in text
-        assert fake.chat_requests, "the request reached Ollama"
-        assert fake.chat_requests[-1]["messages"][-1] == {"role": "user", "content": "doomed"}
+        if fault == "model-404":  # found out from the model's details, before any chat
+            assert [r.body for r in fake.requests if r.path == "/api/show"] == [{"model": "llama3:70b"}]
+            assert fake.chat_requests == []
+        else:
+            assert fake.chat_requests, "the request reached Ollama"
+            assert fake.chat_requests[-1]["messages"][-1] == {"role": "user", "content": "doomed"}
         if "timeout" in fault:
             assert await eventually(lambda: fake.hangups >= 1), "the abandoned request's connection is closed"
         assert snapshot(settings.db_path) == before, "a failed turn must store nothing"
@@ -248,22 +261,25 @@ async def test_multi_megabyte_message_within_a_raised_limit_fits_the_context_or_
     )
     big = "y" * 5_000_000
     fits = "z" * 3_000_000
+    fake.models.append(BIG)
     async with client_for(params, "legacy") as client:
         # 5 MB is about 1.25 M tokens: more than even the largest num_ctx allowed (1,048,576).
         with anyio.fail_after(CALL_TIMEOUT):
             too_big = await client.call_tool(
-                "chat", {"message": big, "session_id": SID, "options": {"num_ctx": 1_048_576}}
+                "chat",
+                {"message": big, "session_id": SID, "model": BIG.name, "options": WIDE},
             )
         assert too_big.is_error is True
         text = text_of(too_big)
-        assert "too long for the model's context window" in text
-        assert "num_ctx" in text and "MCP_OLLAMA_NUM_CTX" in text
+        assert "too long for big:1m's context window of 1,048,576 tokens" in text
+        assert "num_ctx" in text and "MCP_OLLAMA_MAX_CONTEXT" in text
         assert fake.chat_requests == []
         assert snapshot(settings.db_path) == before
         # 3 MB (about 750 k tokens) fits a 1 M window: sent whole, answered and stored whole.
         with anyio.fail_after(CALL_TIMEOUT):
             answered = await client.call_tool(
-                "chat", {"message": fits, "session_id": SID, "options": {"num_ctx": 1_048_576}}
+                "chat",
+                {"message": fits, "session_id": SID, "model": BIG.name, "options": WIDE},
             )
         assert answered.is_error is not True, text_of(answered)
         expected = f"You said: {fits}. I have seen 2 earlier messages."
@@ -334,15 +350,16 @@ async def test_deep_history_is_trimmed_to_the_window_and_the_turn_limit(
         assistant="answer {i} " + "a" * 2500,
     )
     history_turns = 1000
+    fake.models.append(BIG)
     params = stdio_params(settings, MCP_OLLAMA_HISTORY_TURNS=str(history_turns))
     async with client_for(params, "legacy") as client:
-        # Default window (4096 tokens, 1024 kept for the answer): only the newest whole turns that fit.
+        # llama3:8b's own window (8192 tokens, 1024 kept for the answer): the newest whole turns that fit.
         _, stored = snapshot(settings.db_path)
         with anyio.fail_after(CALL_TIMEOUT):
             narrow = await client.call_tool("chat", {"message": "short question", "session_id": SID})
         assert narrow.is_error is not True, text_of(narrow)
         history = _sent_history(fake.chat_requests[-1], "short question")
-        budget = 4096 - 1024
+        budget = 8192 - 1024
         fixed = estimate_tokens(DEFAULT_SYSTEM_PROMPT) + estimate_tokens("short question")
         cost = fixed + sum(estimate_tokens(content) for _, content in history)
         assert cost <= budget
@@ -356,7 +373,13 @@ async def test_deep_history_is_trimmed_to_the_window_and_the_turn_limit(
         _, stored = snapshot(settings.db_path)
         with anyio.fail_after(CALL_TIMEOUT):
             wide = await client.call_tool(
-                "chat", {"message": "long view", "session_id": SID, "options": {"num_ctx": 1_048_576}}
+                "chat",
+                {
+                    "message": "long view",
+                    "session_id": SID,
+                    "model": BIG.name,
+                    "options": {"num_ctx": 1_048_576},
+                },
             )
         assert wide.is_error is not True, text_of(wide)
         history = _sent_history(fake.chat_requests[-1], "long view")

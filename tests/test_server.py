@@ -280,7 +280,7 @@ async def test_oversized_message_is_refused_without_calling_ollama(
 ) -> None:
     async with connect(settings, "legacy") as client:
         result = await client.call_tool("chat", {"message": "x" * (settings.max_message_chars + 1)})
-        too_long_for_ctx = await client.call_tool("chat", {"message": "y" * 20_000})
+        too_long_for_ctx = await client.call_tool("chat", {"message": "y" * 40_000})
     assert result.is_error is True and "limit is 200,000" in text_of(result)
     assert too_long_for_ctx.is_error is True and "context window" in text_of(too_long_for_ctx)
     assert fake.chat_requests == []

@@ -276,6 +276,9 @@ async def test_list_models_reports_pulled_models(settings: Settings, fake: FakeO
     qwen = next(m for m in data["models"] if m["name"] == "qwen2:0.5b")
     assert qwen == {
         "name": "qwen2:0.5b",
+        "capabilities": ["completion"],
+        "context_length": 8192,
+        "num_ctx": 8192,
         "size_bytes": FakeModel().size,
         "family": "qwen2",
         "parameter_size": "494M",

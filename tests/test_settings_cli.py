@@ -55,7 +55,10 @@ def test_defaults_keep_the_demo_behaviour() -> None:
     assert settings.history_turns == 8
     assert settings.ollama_url == "http://127.0.0.1:11434"
     assert settings.db_path.endswith("sessions.sqlite3")
-    assert settings.context_tokens == 4096
+    assert settings.max_context == 16384
+    assert settings.context_window(8192) == 8192  # a model's own window, under the cap
+    assert settings.context_window(131072) == 16384
+    assert settings.context_window(None) == 4096  # a model that does not say: Ollama's default
 
 
 def test_flags_win_over_environment(tmp_path: Path) -> None:

@@ -87,6 +87,8 @@ def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: P
         ("content", "TEXT", 1, None, 0),
         ("created_at", "TEXT", 1, None, 0),
         ("meta", "TEXT", 0, None, 0),
+        ("thinking", "TEXT", 0, None, 0),
+        ("images", "TEXT", 0, None, 0),
     ]
     assert columns("jobs") == [
         ("id", "TEXT", 0, None, 1),
@@ -140,11 +142,13 @@ def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: P
         ("m001_create_sessions_and_messages",),
         ("m002_create_jobs",),
         ("m003_create_session_leases",),
+        ("m004_add_message_thinking_and_images",),
     ]
     assert [m.__name__ for m in store_module.MIGRATIONS] == [
         "m001_create_sessions_and_messages",
         "m002_create_jobs",
         "m003_create_session_leases",
+        "m004_add_message_thinking_and_images",
     ]
 
 
@@ -171,23 +175,24 @@ def test_a_newly_added_migration_runs_once_on_the_next_open(
 
     calls: list[str] = []
 
-    def m004_add_pinned(conn: sqlite3.Connection) -> None:
-        calls.append("m004")
+    def m099_add_pinned(conn: sqlite3.Connection) -> None:
+        calls.append("m099")
         conn.execute("ALTER TABLE sessions ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m004_add_pinned))
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m099_add_pinned))
     with ChatStore.open(db_path) as second:
         assert second.get_session("s1") is not None
     with ChatStore.open(db_path):
         pass
 
-    assert calls == ["m004"]
+    assert calls == ["m099"]
     names = raw(db_path, "SELECT name FROM _migrations ORDER BY name")
     assert names == [
         ("m001_create_sessions_and_messages",),
         ("m002_create_jobs",),
         ("m003_create_session_leases",),
-        ("m004_add_pinned",),
+        ("m004_add_message_thinking_and_images",),
+        ("m099_add_pinned",),
     ]
 
 
@@ -195,11 +200,11 @@ def test_a_failing_migration_leaves_no_trace(db_path: Path, monkeypatch: pytest.
     with ChatStore.open(db_path):
         pass
 
-    def m004_broken(conn: sqlite3.Connection) -> None:
+    def m099_broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half_done (x INTEGER)")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m004_broken))
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, m099_broken))
     with pytest.raises(RuntimeError, match="boom"):
         ChatStore.open(db_path)
 
@@ -208,6 +213,7 @@ def test_a_failing_migration_leaves_no_trace(db_path: Path, monkeypatch: pytest.
         ("m001_create_sessions_and_messages",),
         ("m002_create_jobs",),
         ("m003_create_session_leases",),
+        ("m004_add_message_thinking_and_images",),
     ]
 
 
@@ -316,10 +322,10 @@ def test_failed_insert_in_append_turn_writes_nothing(
     real_insert = ChatStore._insert_message
 
     def insert_then_break(
-        conn: sqlite3.Connection, session_id: str, turn: int, role: str, *rest: Any
+        conn: sqlite3.Connection, session_id: str, turn: int, role: str, *rest: Any, **named: Any
     ) -> None:
         # The assistant message violates the role CHECK after the user message went in.
-        real_insert(conn, session_id, turn, "system" if role == "assistant" else role, *rest)
+        real_insert(conn, session_id, turn, "system" if role == "assistant" else role, *rest, **named)
 
     monkeypatch.setattr(ChatStore, "_insert_message", staticmethod(insert_then_break))
     with pytest.raises(StoreError, match="CHECK"):

@@ -1,33 +1,40 @@
 """One chat turn, from message to stored answer, with nothing about MCP in it.
 
-``ChatService.plan`` validates the input; ``ChatService.run`` loads the session's recent
-history, trims it to the model's context budget, streams the answer from Ollama while telling a
-``TurnObserver`` of each piece, and only then writes the user message and the answer to the
-store in one transaction. A turn that fails or is cancelled writes nothing. Calls on one session are
-serialised; different sessions run concurrently.
+``ChatService.plan`` validates the input; ``ChatService.run`` reads the model's details (its
+context window and capabilities, once per model), loads the session's recent history, trims it to
+the window, streams the answer from Ollama while telling a ``TurnObserver`` of each piece
+(thinking apart from the answer), and only then writes the user message and the answer to the
+store in one transaction. A turn that fails or is cancelled writes nothing. Calls on one session
+are serialised; different sessions run concurrently.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
 
-from .backend import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, OllamaClient
-from .core.budget import answer_reserve, estimate_tokens, fit_history
+from .backend import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, ModelShow, OllamaClient
+from .backend.catalog import ModelCatalog
+from .backend.models import Think
+from .core.budget import IMAGE_TOKENS, Calibration, answer_reserve, estimate_tokens, fit_history
+from .core.images import Image
 from .core.jobs import LEASE_SECONDS
+from .core.structured import Format, check_format, parse_answer
 from .core.text import clean_text
-from .errors import InputError, InputTooLarge, StoreError
+from .core.thinking import ThinkSplitter, split_thinking
+from .errors import InputError, InputTooLarge, ModelCannot, ModelNotFound, StoreError
 from .prompts import render_system_prompt
 from .settings import Settings
-from .store import ChatStore, StoredMessage, new_session_id, validate_session_id
+from .store import ChatStore, ImageNote, StoredMessage, new_session_id, validate_session_id
 
 LEASE_POLL_FIRST = 0.05
 LEASE_POLL_MAX = 1.0
@@ -55,6 +62,14 @@ class TurnOutcome:
     new_session: bool
     store_error: str | None = None
     """Why the turn could not be stored (then it was not); None when it was."""
+    thinking: str | None = None
+    """The model's thinking, apart from the answer (stored, never sent back as history)."""
+    data: Any = None
+    """The parsed JSON value of the answer, when the turn asked for JSON (``format``)."""
+    images: tuple[ImageNote, ...] = ()
+    """Notes of the images sent with the message."""
+    num_ctx: int | None = None
+    """The context window the request asked Ollama for."""
 
 
 @dataclass
@@ -104,6 +119,9 @@ class TurnObserver(Protocol):
     def token(self, text: str) -> None:
         """A piece of the answer arrived."""
 
+    def thinking(self, text: str) -> None:
+        """A piece of the model's thinking arrived (before the answer)."""
+
     async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
         """Run ``commit`` (off the event loop) where the answer's delivery is decided.
 
@@ -126,6 +144,14 @@ class TurnPlan:
     """The job running this turn, if any: its record is closed in the turn's own transaction."""
     fresh: bool = False
     """The session id was made for this turn: there is no history to read."""
+    think: Think | None = None
+    """Ask a thinking model to think first (or not: False), or how hard ('low'…'high')."""
+    format: Format | None = None
+    """Hold the answer to JSON: 'json', or a JSON Schema."""
+    images: tuple[Image, ...] = ()
+    """Checked images to send with the message (to a vision model)."""
+    include_thinking: bool = False
+    """Return the thinking with the answer (it is stored either way)."""
 
 
 class ChatService:
@@ -138,6 +164,11 @@ class ChatService:
         self._locks = _SessionLocks()
         self.owner = uuid.uuid4().hex
         """This process, as the holder of session leases and job records."""
+        self.client = client
+        self.models = ModelCatalog(client)
+        """Each model's window and capabilities, read once from Ollama."""
+        self.calibration = Calibration()
+        """How Ollama's token counts compare with our estimate, per model."""
 
     @property
     def system_prompt(self) -> str:
@@ -151,8 +182,15 @@ class ChatService:
         session_id: str | None = None,
         model: str | None = None,
         options: GenerationOptions | None = None,
+        think: Think | None = None,
+        format: Format | None = None,
+        images: Sequence[Image] = (),
+        include_thinking: bool = False,
     ) -> TurnPlan:
-        """Check a turn's input; raises ``InputError`` subclasses for anything unusable."""
+        """Check a turn's input; raises ``InputError`` subclasses for anything unusable.
+
+        ``images`` come checked already (``core.images.read_images``, which reads files).
+        """
         _require_unicode("message", message)
         _require_unicode("model", model or "")
         for stop in (options.stop or []) if options else []:
@@ -167,9 +205,19 @@ class ChatService:
         model_name = (model or self._settings.model).strip()
         if not model_name or len(model_name) > 200:
             raise InputError("The model name must be 1-200 characters, such as 'llama3:8b'.")
+        if format is not None:
+            check_format(format)
         sid = validate_session_id(session_id) if session_id is not None else new_session_id()
         return TurnPlan(
-            message=message, session_id=sid, model=model_name, options=options, fresh=session_id is None
+            message=message,
+            session_id=sid,
+            model=model_name,
+            options=options,
+            fresh=session_id is None,
+            think=think,
+            format=format,
+            images=tuple(images),
+            include_thinking=include_thinking,
         )
 
     async def turn(
@@ -247,24 +295,46 @@ class ChatService:
         *,
         lease: bool,
     ) -> TurnOutcome:
-        sid, options = plan.session_id, plan.options
+        sid, options, model = plan.session_id, plan.options, plan.model
+        shown = await self.models.details(model)
+        think = await self._check_capabilities(plan, shown)
+        window = self.window(model, shown, options)
         history = [_to_chat(m) for m in stored]
         system = ChatMessage(role="system", content=self.system_prompt)
         user = ChatMessage(role="user", content=plan.message)
-        context_tokens = (options.num_ctx if options and options.num_ctx else None) or (
-            self._settings.context_tokens
+        scale = self.calibration.scale(model)
+        image_tokens = IMAGE_TOKENS * len(plan.images)
+        history = fit_history(
+            system,
+            history,
+            user,
+            window - answer_reserve(window, options),
+            scale=scale,
+            extra=image_tokens,
+            window=f"{model}'s context window of {window:,} tokens",
         )
-        budget = context_tokens - answer_reserve(context_tokens, options)
-        history = fit_history(system, history, user, budget)
+        if plan.images:
+            user = user.model_copy(update={"images": [image.base64 for image in plan.images]})
         request = ChatRequest(
-            model=plan.model,
+            model=model,
             messages=[system, *history, user],
             stream=True,
-            options=_with_default_ctx(options, self._settings.num_ctx),
+            options=_with_ctx(options, window),
             keep_alive=self._settings.keep_alive,
+            think=think,
+            format=plan.format,
         )
-        observer.requested(sum(estimate_tokens(m.content) for m in request.messages))
-        answer, final = await self._stream(request, observer)
+        estimated = sum(estimate_tokens(m.content) for m in request.messages)
+        observer.requested(math.ceil(estimated * scale) + image_tokens)
+        try:
+            answer, thinking, final = await self._stream(request, observer)
+        except ModelNotFound:  # removed since its details were read
+            raise await self.models.not_found(model) from None
+        if not plan.images:  # an image's cost is a guess: only text calibrates
+            self.calibration.learn(model, estimated, final.prompt_eval_count, window)
+        data = None
+        if plan.format is not None:
+            data = parse_answer(model, answer, plan.format, final.done_reason)
         unsaved = TurnOutcome(
             session_id=sid,
             model=final.model or plan.model,
@@ -279,6 +349,10 @@ class ChatService:
             history_messages=len(history),
             new_session=False,
             store_error=store_error,
+            thinking=thinking,
+            data=data,
+            images=tuple(image.note for image in plan.images),
+            num_ctx=window,
         )
         meta = {
             "model": plan.model,
@@ -300,6 +374,8 @@ class ChatService:
                     meta=meta,
                     job_id=plan.job_id,
                     lease_owner=self.owner if lease else None,
+                    thinking=thinking,
+                    images=unsaved.images,
                 )
             except StoreError as exc:  # the answer is the user's all the same: return it, unsaved
                 return replace(unsaved, store_error=str(exc))
@@ -310,35 +386,86 @@ class ChatService:
 
         return await observer.commit(commit, undo)
 
-    async def _stream(self, request: ChatRequest, observer: TurnObserver) -> tuple[str, ChatChunk]:
-        """Collect the streamed answer, telling ``observer`` of every piece.
+    def window(self, model: str, shown: ModelShow | None, options: GenerationOptions | None) -> int:
+        """The ``num_ctx`` a turn with ``model`` asks for: the call's own, else always the same one.
 
-        The answer is capped in length (``max_answer_chars``) and time (``max_generation_seconds``):
-        past either, the stream is closed (Ollama stops) and the answer so far is the answer,
-        with the cap as its ``done_reason``.
+        Ollama reloads a model whose ``num_ctx`` changes, so every request for a model (preload
+        included) sends the same value unless the call names its own.
+        """
+        maximum = shown.context_length if shown else None
+        if options is not None and options.num_ctx is not None:
+            # Ollama itself cuts a larger num_ctx down to the model's own: budget for what it does.
+            return min(options.num_ctx, maximum) if maximum else options.num_ctx
+        return self._settings.context_window(maximum)
+
+    async def _check_capabilities(self, plan: TurnPlan, shown: ModelShow | None) -> Think | None:
+        """Refuse what the model cannot do; the ``think`` value to send (None: send none)."""
+        capabilities = shown.capabilities if shown is not None else []
+        if not capabilities:  # Ollama did not say: let it decide
+            return plan.think
+        if plan.think and "thinking" not in capabilities:
+            able = await self.models.able("thinking")
+            raise ModelCannot(plan.model, "think", "thinking", able, "qwen3")
+        if plan.images and "vision" not in capabilities:
+            able = await self.models.able("vision")
+            raise ModelCannot(plan.model, "see images", "vision", able, "gemma3")
+        if plan.think is False and "thinking" not in capabilities:
+            return None  # nothing to turn off; Ollama refuses 'think' for such a model
+        return plan.think
+
+    async def _stream(
+        self, request: ChatRequest, observer: TurnObserver
+    ) -> tuple[str, str | None, ChatChunk]:
+        """Collect the streamed answer and thinking, telling ``observer`` of every piece.
+
+        Thinking comes as ``message.thinking`` or, from some models, inline as a
+        ``<think>…</think>`` block; either way it is kept apart from the answer. Both together
+        are capped in length (``max_answer_chars``), and the whole in time
+        (``max_generation_seconds``): past either, the stream is closed (Ollama stops) and the
+        answer so far is the answer, with the cap as its ``done_reason``.
         """
         pieces: list[str] = []
+        thought: list[str] = []
+        splitter = ThinkSplitter()
         size = 0
         limit = self._settings.max_answer_chars
         final: ChatChunk | None = None
+
+        def take(thinking: str, content: str) -> bool:
+            """Keep the pieces; False once the cap is reached."""
+            nonlocal size
+            for text, into, tell in (
+                (thinking, thought, observer.thinking),
+                (content, pieces, observer.token),
+            ):
+                if not text:
+                    continue
+                if size + len(text) > limit:
+                    into.append(text[: limit - size])
+                    return False
+                into.append(text)
+                size += len(text)
+                tell(text)
+            return True
+
         with anyio.move_on_after(self._settings.max_generation_seconds):
             async with self._client.chat_stream(request) as chunks:
                 async for chunk in chunks:
-                    content = chunk.message.content if chunk.message is not None else ""
-                    if content:
-                        if size + len(content) > limit:
-                            pieces.append(content[: limit - size])
-                            final = _stopped(request.model, "max_answer_chars", len(pieces))
+                    message = chunk.message
+                    if message is not None:
+                        inline, content = splitter.feed(message.content) if message.content else ("", "")
+                        if not take((message.thinking or "") + inline, content):
+                            final = _stopped(request.model, "max_answer_chars", len(pieces) + len(thought))
                             break
-                        pieces.append(content)
-                        size += len(content)
-                        observer.token(content)
                     if chunk.done:
                         final = chunk
+                        take(*splitter.flush())
                         break
         if final is None:
-            final = _stopped(request.model, "max_generation_seconds", len(pieces))
-        return clean_text("".join(pieces)), final
+            final = _stopped(request.model, "max_generation_seconds", len(pieces) + len(thought))
+        late, answer = split_thinking(clean_text("".join(pieces)))
+        thinking = clean_text("".join(thought)).strip() + (("\n\n" + late) if late else "")
+        return answer, thinking.strip() or None, final
 
 
 def _stopped(model: str, reason: str, pieces: int) -> ChatChunk:
@@ -367,6 +494,9 @@ class _Unobserved:
     def token(self, text: str) -> None:
         pass
 
+    def thinking(self, text: str) -> None:
+        pass
+
     async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
         return await anyio.to_thread.run_sync(commit)
 
@@ -382,24 +512,26 @@ def open_client(settings: Settings) -> OllamaClient:
     )
 
 
-async def load_model(client: OllamaClient, settings: Settings) -> float:
+async def load_model(client: OllamaClient, settings: Settings, catalog: ModelCatalog | None = None) -> float:
     """Load the default model as chats will use it (``preload_request``); the seconds it took."""
     started = time.monotonic()
-    await client.load(preload_request(settings))
+    shown = await (catalog or ModelCatalog(client)).details(settings.model)
+    await client.load(preload_request(settings, shown))
     return time.monotonic() - started
 
 
-def preload_request(settings: Settings, model: str | None = None) -> ChatRequest:
+def preload_request(settings: Settings, shown: ModelShow | None, model: str | None = None) -> ChatRequest:
     """The request that loads ``model`` (default: the configured one) exactly as chats will use it.
 
-    Same ``keep_alive`` and ``num_ctx`` as every turn sends: a different ``num_ctx`` would make
-    Ollama load the model again on the first chat.
+    Same ``keep_alive`` and ``num_ctx`` (from the model's details, ``shown``) as every turn
+    sends: a different ``num_ctx`` would make Ollama load the model again on the first chat.
     """
+    window = settings.context_window(shown.context_length if shown else None)
     return ChatRequest(
         model=model or settings.model,
         messages=[],
         stream=False,
-        options=_with_default_ctx(None, settings.num_ctx),
+        options=GenerationOptions(num_ctx=window),
         keep_alive=settings.keep_alive,
     )
 
@@ -416,10 +548,8 @@ def _to_chat(message: StoredMessage) -> ChatMessage:
     return ChatMessage(role="assistant" if message.role == "assistant" else "user", content=message.content)
 
 
-def _with_default_ctx(options: GenerationOptions | None, num_ctx: int | None) -> GenerationOptions | None:
-    """Apply the configured ``num_ctx`` unless the call chose its own."""
-    if num_ctx is None or (options is not None and options.num_ctx is not None):
-        return options
+def _with_ctx(options: GenerationOptions | None, num_ctx: int) -> GenerationOptions:
+    """``options`` with ``num_ctx`` set (the call's own, if it chose one, is ``num_ctx`` already)."""
     if options is None:
         return GenerationOptions(num_ctx=num_ctx)
     return options.model_copy(update={"num_ctx": num_ctx})

@@ -13,7 +13,9 @@ that turns these into MCP ``isError`` results or JSON-RPC errors.
     │   └── StreamError              an error line mid-stream, a cut or malformed stream
     ├── InputError                   the caller's arguments cannot be served
     │   ├── InvalidSessionId         malformed or hostile session id
-    │   └── InputTooLarge            the message does not fit the limits or the context
+    │   ├── InputTooLarge            the message does not fit the limits or the context
+    │   └── ModelCannot              the model lacks a capability (thinking, vision) the call needs
+    ├── AnswerNotJson                JSON was asked for (format) and the model wrote something else
     ├── SessionNotFound              no stored session with that id
     └── StoreError                   the session database cannot be read or written
 """
@@ -56,15 +58,43 @@ class OllamaTimeout(BackendError):
 
 
 class ModelNotFound(BackendError):
-    """Ollama answered 404 for ``model``: it is not pulled."""
+    """Ollama answered 404 for ``model``: it is not pulled.
 
-    def __init__(self, model: str, url: str) -> None:
+    ``pulled`` (when known) names the models that are, and the closest one is suggested.
+    """
+
+    def __init__(self, model: str, url: str, pulled: list[str] | None = None) -> None:
         self.model = model
         self.url = url
+        self.pulled = pulled
+        text = f"Model {model!r} is not available in Ollama at {url}."
+        if pulled:
+            guess = closest_name(model, pulled)
+            if guess is not None:
+                text += f" Did you mean {guess!r}?"
+            shown = ", ".join(pulled[:20]) + (f" and {len(pulled) - 20} more" if len(pulled) > 20 else "")
+            text += f" Pulled models: {shown}."
+        elif pulled is not None:
+            text += " No model is pulled yet."
         super().__init__(
-            f"Model {model!r} is not available in Ollama at {url}. "
-            f"Pull it with `ollama pull {model}`, or choose a pulled model (see `ollama list`)."
+            f"{text} Pull it with `ollama pull {model}`, or choose a pulled model (`ollama list`)."
         )
+
+
+def closest_name(name: str, names: list[str]) -> str | None:
+    """The pulled model ``name`` most likely meant: the same name with a tag, else the nearest spelling."""
+    import difflib
+
+    base = name.split(":", 1)[0]
+    same_base = [n for n in names if n.split(":", 1)[0] == base]
+    if same_base:
+        return same_base[0]
+    found = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if not found:
+        bases = {n.split(":", 1)[0]: n for n in names}
+        near = difflib.get_close_matches(base, list(bases), n=1, cutoff=0.6)
+        found = [bases[near[0]]] if near else []
+    return found[0] if found else None
 
 
 class OllamaStatusError(BackendError):
@@ -116,6 +146,36 @@ class InvalidSessionId(InputError):
 
 class InputTooLarge(InputError):
     """The message does not fit the configured limits or the model's context."""
+
+
+class ModelCannot(InputError):
+    """The model lacks a capability the call needs (thinking, vision); ``able`` can."""
+
+    def __init__(self, model: str, doing: str, capability: str, able: list[str], example: str) -> None:
+        self.model = model
+        self.capability = capability
+        self.able = able
+        if able:
+            advice = f"Pulled models that can: {', '.join(able[:10])}."
+        else:
+            advice = f"No pulled model can; pull one with `ollama pull {example}`."
+        super().__init__(
+            f"{model} cannot {doing} (it lacks Ollama's {capability!r} capability). {advice} "
+            "Pass one of them as `model`, or call without it."
+        )
+
+
+class AnswerNotJson(McpOllamaError):
+    """The model was asked for JSON (``format``) and wrote something else; ``raw`` is what it wrote."""
+
+    def __init__(self, model: str, problem: str, raw: str) -> None:
+        self.raw = raw
+        self.problem = problem
+        shown = raw if len(raw) <= 4000 else raw[:4000] + "…"
+        super().__init__(
+            f"{model} was asked for JSON but its answer {problem}. Nothing was stored; call chat again "
+            f"(a lower temperature helps), or relax the schema. The model wrote:\n{shown}"
+        )
 
 
 class SessionNotFound(McpOllamaError):

@@ -5,11 +5,11 @@ Plain data, nothing about MCP: ``server.py`` puts these into ``structuredContent
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, JsonValue, WithJsonSchema
 
-from .backend import ModelInfo
+from .backend import ModelInfo, ModelShow
 from .chat import TurnOutcome
 
 
@@ -69,10 +69,37 @@ class ChatResult(BaseModel):
         description="False when the answer could not be stored in the session (the text says why); "
         "it is returned all the same.",
     )
+    thinking: str | None = Field(
+        default=None,
+        description="The model's thinking before its answer: only when include_thinking was true "
+        "(it is stored in the session either way).",
+    )
+    data: Annotated[
+        JsonValue,
+        WithJsonSchema(
+            {"anyOf": [{"type": t} for t in ("object", "array", "string", "number", "boolean", "null")]}
+        ),
+    ] = Field(
+        default=None,
+        description="With format: the answer parsed as JSON (matching the schema, when one was given).",
+    )
 
 
 class ModelSummary(BaseModel):
     name: str = Field(description="Model name to pass as `model` to chat, e.g. 'llama3:8b'.")
+    capabilities: list[str] | None = Field(
+        default=None,
+        description="What the model can do, as Ollama says: 'completion', 'thinking' (think), "
+        "'vision' (images), 'tools'. Null when Ollama did not say.",
+    )
+    context_length: int | None = Field(
+        default=None, description="The longest context the model was trained for, in tokens."
+    )
+    num_ctx: int | None = Field(
+        default=None,
+        description="The context window chat asks Ollama for with this model (its own maximum, capped "
+        "by the server's --max-context), in tokens.",
+    )
     size_bytes: int | None = Field(description="Size on disk in bytes.")
     family: str | None = Field(description="Model family, e.g. 'llama'.")
     parameter_size: str | None = Field(description="Parameter count as Ollama reports it, e.g. '8.0B'.")
@@ -103,7 +130,7 @@ class SessionChange(BaseModel):
     cleared_messages: int = Field(description="How many stored messages were removed.")
 
 
-def complete_result(outcome: TurnOutcome) -> ChatResult:
+def complete_result(outcome: TurnOutcome, *, include_thinking: bool = False) -> ChatResult:
     return ChatResult(
         session_id=outcome.session_id,
         model=outcome.model,
@@ -120,11 +147,16 @@ def complete_result(outcome: TurnOutcome) -> ChatResult:
         ),
         tokens_so_far=outcome.completion_tokens or 0,
         saved=outcome.store_error is None,
+        thinking=outcome.thinking if include_thinking else None,
+        data=outcome.data,
     )
 
 
-def complete_text(outcome: TurnOutcome) -> str:
-    """The text block of a complete answer: the answer, and a note when it was capped or not stored."""
+def complete_text(outcome: TurnOutcome, *, include_thinking: bool = False) -> str:
+    """The text block of a complete answer: the answer, and a note when it was capped or not stored.
+
+    With ``include_thinking``, the thinking comes first, marked as such.
+    """
     notes = []
     if outcome.done_reason == "max_answer_chars":
         notes.append(
@@ -141,13 +173,21 @@ def complete_text(outcome: TurnOutcome) -> str:
             f"[This answer was NOT saved in session {outcome.session_id}. {outcome.store_error} "
             "The next message in this session will not see this turn.]"
         )
-    return "\n\n".join([outcome.answer, *notes]) if notes else outcome.answer
+    answer = outcome.answer
+    if include_thinking and outcome.thinking:
+        answer = f"[Thinking]\n{outcome.thinking}\n\n[Answer]\n{answer}"
+    return "\n\n".join([answer, *notes]) if notes else answer
 
 
-def model_summary(model: ModelInfo) -> ModelSummary:
+def model_summary(
+    model: ModelInfo, shown: ModelShow | None = None, num_ctx: int | None = None
+) -> ModelSummary:
     details = model.details
     return ModelSummary(
         name=model.name,
+        capabilities=shown.capabilities or None if shown is not None else None,
+        context_length=shown.context_length if shown is not None else None,
+        num_ctx=num_ctx,
         size_bytes=model.size,
         family=details.family if details else None,
         parameter_size=details.parameter_size if details else None,

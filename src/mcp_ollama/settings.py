@@ -62,7 +62,12 @@ class Settings:
     keep_alive: str | None = None
     """How long Ollama keeps the model loaded after a call (``5m``, ``1h``, ``-1``); ``None``: its default."""
     num_ctx: int | None = None
-    """Context window to request from Ollama; ``None`` lets Ollama choose (and budgets for 4096)."""
+    """Context window to request from Ollama for every model; ``None``: each model's own maximum,
+    capped by ``max_context``."""
+    max_context: int = 16384
+    """Largest context window requested for a model whose own maximum is larger (memory grows with it)."""
+    max_image_bytes: int = 20 * 1024 * 1024
+    """Largest image ``chat`` accepts, in bytes (decoded)."""
     max_message_chars: int = 200_000
     """Largest ``message`` accepted by ``chat``, in characters."""
     max_answer_chars: int = 100_000
@@ -102,10 +107,15 @@ class Settings:
             return None
         return self.ollama_api_key.reveal()
 
-    @property
-    def context_tokens(self) -> int:
-        """The context window the history is trimmed to fit when a call sets no ``num_ctx``."""
-        return self.num_ctx or DEFAULT_CONTEXT_TOKENS
+    def context_window(self, model_maximum: int | None) -> int:
+        """The ``num_ctx`` every request for a model with this maximum sends (preload included).
+
+        The configured ``num_ctx`` wins; else the model's own maximum, capped by ``max_context``;
+        else (a model that does not say) Ollama's usual default, 4096.
+        """
+        if self.num_ctx is not None:
+            return self.num_ctx
+        return min(model_maximum or DEFAULT_CONTEXT_TOKENS, self.max_context)
 
 
 @dataclass(frozen=True)
@@ -198,8 +208,24 @@ SETTINGS_SPEC: tuple[SettingSpec, ...] = (
         "num_ctx",
         "--num-ctx",
         "MCP_OLLAMA_NUM_CTX",
-        "Context window (tokens) to request from Ollama. Default: Ollama's own (history budgeted for 4096).",
+        "Context window (tokens) to request from Ollama for every model. Default: each model's own "
+        "maximum (from Ollama's /api/show), capped by --max-context.",
         "TOKENS",
+    ),
+    SettingSpec(
+        "max_context",
+        "--max-context",
+        "MCP_OLLAMA_MAX_CONTEXT",
+        "Largest context window (tokens) requested for a model whose own maximum is larger; a larger "
+        "window takes more memory. Default 16384.",
+        "TOKENS",
+    ),
+    SettingSpec(
+        "max_image_bytes",
+        "--max-image-bytes",
+        "MCP_OLLAMA_MAX_IMAGE_BYTES",
+        "Largest image chat accepts, in bytes. Default 20971520 (20 MiB).",
+        "BYTES",
     ),
     SettingSpec(
         "max_answer_chars",
@@ -329,7 +355,14 @@ def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str] | 
         values["system_prompt"] = raw["system_prompt"].strip()
     if values.get("system_prompt") == "":
         raise SettingsError("the system prompt given is empty")
-    for name in ("history_turns", "num_ctx", "max_message_chars", "max_answer_chars"):
+    for name in (
+        "history_turns",
+        "num_ctx",
+        "max_context",
+        "max_message_chars",
+        "max_answer_chars",
+        "max_image_bytes",
+    ):
         if name in raw:
             values[name] = _positive_number(names[name], raw[name], int)
     for name in ("connect_timeout", "generation_timeout", "heartbeat_interval", "max_generation_seconds"):

@@ -8,6 +8,9 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Role = Literal["system", "user", "assistant", "tool"]
+ThinkLevel = Literal["low", "medium", "high"]
+Think = bool | ThinkLevel
+"""Ollama's ``think``: on or off, or how hard to think for models that take a level (gpt-oss)."""
 
 _MAX_PLAUSIBLE_NS = 30 * 24 * 3600 * 10**9  # a month
 _MAX_PLAUSIBLE_TOKENS = 10**9
@@ -24,6 +27,14 @@ class ChatMessage(BaseModel):
         "(the model) or 'tool' (a tool's result)."
     )
     content: str = Field(description="The text of the message.")
+    thinking: str | None = Field(
+        default=None,
+        description="A thinking model's reasoning before its answer (streamed apart from content). "
+        "Never sent back to the model as history.",
+    )
+    images: list[str] | None = Field(
+        default=None, description="Images for a vision model, as base64 (no data: prefix)."
+    )
 
 
 class GenerationOptions(BaseModel):
@@ -116,6 +127,14 @@ class ChatRequest(BaseModel):
         default=None,
         description="How long Ollama keeps the model loaded afterwards: a duration such as '5m', "
         "seconds as a number, 0 to unload at once, negative to keep it loaded.",
+    )
+    think: Think | None = Field(
+        default=None,
+        description="Let a thinking model reason first (streamed as message.thinking); Ollama answers "
+        "400 to a model that cannot think.",
+    )
+    format: Literal["json"] | dict[str, Any] | None = Field(
+        default=None, description="Constrain the answer to JSON: 'json', or a JSON Schema object."
     )
 
     def to_ollama(self) -> dict[str, Any]:

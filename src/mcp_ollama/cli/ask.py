@@ -115,6 +115,7 @@ class _Printer:
         self._out = out
         self._at_line_start = True
         self._queued_told = False
+        self._thinking_told = False
         self.interrupted = threading.Event()
 
     def queued(self) -> None:
@@ -124,6 +125,12 @@ class _Printer:
 
     def requested(self, prompt_tokens: int) -> None:
         pass
+
+    def thinking(self, text: str) -> None:
+        # The thinking is stored with the turn (`sessions show` has it); stdout keeps the answer alone.
+        if not self._thinking_told and self._out is not None:
+            self._thinking_told = True
+            print("mcp-ollama: thinking…", file=sys.stderr, flush=True)
 
     def token(self, text: str) -> None:
         if self._out is None:
@@ -174,6 +181,7 @@ def _as_document(outcome: TurnOutcome) -> dict[str, object]:
         "model": outcome.model,
         "answer": outcome.answer,
         "done_reason": outcome.done_reason,
+        "thinking": outcome.thinking,
         "usage": {
             "prompt_tokens": outcome.prompt_tokens,
             "completion_tokens": outcome.completion_tokens,

@@ -83,6 +83,8 @@ class Job:
     state: JobState = JobState.STARTED
     tokens: int = 0
     """Pieces of the answer received so far."""
+    thoughts: int = 0
+    """Pieces of the model's thinking received so far (before the answer)."""
     prompt_tokens: int = 0
     """Estimated tokens of the prompt sent to Ollama."""
     message: str = ""
@@ -117,6 +119,11 @@ class Job:
     @property
     def model(self) -> str:
         return self.plan.model
+
+    @property
+    def progress(self) -> int:
+        """Pieces of thinking and answer so far: what progress notifications count."""
+        return self.tokens + self.thoughts
 
     @property
     def done(self) -> bool:
@@ -168,6 +175,10 @@ class Job:
         self.pieces.append(text)
         self.tokens += 1
         self._change(JobState.WRITING, f"{self.model}: {self.tokens} tokens so far")
+
+    def thinking(self, text: str) -> None:
+        self.thoughts += 1
+        self._change(JobState.WRITING, f"{self.model}: thinking… ({self.thoughts} tokens)")
 
     async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
         """Where the turn is stored: by the owning request if it still waits, else here."""
@@ -374,7 +385,7 @@ class Jobs:
             due = [
                 j
                 for j in self._jobs.values()
-                if not j.done and not j.tokens and now - j.last_beat >= interval
+                if not j.done and not j.progress and now - j.last_beat >= interval
             ]
             loaded: dict[str, bool | None] = {}
             for job in due:
@@ -387,7 +398,7 @@ class Jobs:
                         message = f"loading {job.model}…"
                     else:
                         message = f"reading the prompt ({job.prompt_tokens:,} tokens)…"
-                if job.tokens or job.done:
+                if job.progress or job.done:
                     continue
                 job.last_beat = time.monotonic()
                 job.beats += 1

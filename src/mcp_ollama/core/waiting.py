@@ -58,21 +58,21 @@ class Handoff:
 async def follow(job: Job, report: Report, interval: float) -> None:
     """Relay ``job``'s progress through ``report`` until it ends: at once, then on each change.
 
-    At most one notification every ``interval`` seconds. The value is the token count, nudged
-    up by thousandths where needed so that it strictly increases (the heartbeats before the
-    first token do not change the count).
+    At most one notification every ``interval`` seconds. The value is the count of pieces
+    (thinking and answer), nudged up by thousandths where needed so that it strictly increases
+    (the heartbeats before the first token do not change the count).
     """
     last_value, last_sent, sent_beats = -1.0, -math.inf, 0
     while not job.done:
         changed = job.changed
-        if not job.message or (job.beats == sent_beats and job.tokens <= last_value):
+        if not job.message or (job.beats == sent_beats and job.progress <= last_value):
             await changed.wait()
             continue
         gap = last_sent + interval - time.monotonic()
         if gap > 0:
             await anyio.sleep(gap)  # then send whatever is newest by then
             continue
-        value = float(job.tokens) if job.tokens > last_value else last_value + 0.001
+        value = float(job.progress) if job.progress > last_value else last_value + 0.001
         last_value, last_sent, sent_beats = value, time.monotonic(), job.beats
         try:
             await report(value, job.message)

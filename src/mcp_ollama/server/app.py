@@ -29,7 +29,7 @@ from mcp_types import (
 from pydantic import Field
 
 from .. import __version__
-from ..backend import OllamaClient
+from ..backend import ModelShow
 from ..chat import ChatService, load_model, open_client
 from ..core.jobs import Job, Jobs
 from ..errors import McpOllamaError, SessionNotFound, StoreError
@@ -104,7 +104,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                     heartbeat_interval=settings.heartbeat_interval,
                 ) as jobs:
                     if settings.preload:
-                        jobs.spawn(lambda: preload(client, settings))
+                        jobs.spawn(lambda: preload(chat, settings))
                     yield AppState(settings, client, store, chat, jobs, peers)
         finally:
             store.close()
@@ -171,19 +171,28 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         annotations=tool_annotations("List local models", read_only=True, idempotent=True),
     )
     async def list_models(ctx: Context[AppState, Any]) -> Annotated[CallToolResult, ModelList]:
-        """List the models pulled into the local Ollama, with size, family, parameter count and quantization.
+        """List the models pulled into the local Ollama: what each can do (thinking, vision, tools), its
+        context window, size, family and quantization.
 
         Use a name from this list as the `model` argument of chat.
         """
         state = app_state(ctx)
         try:
-            models = await state.client.list_models()
+            models = await state.chat.models.pulled(fresh=True)
         except McpOllamaError as exc:
             return error_result(exc)
-        result = ModelList(models=[model_summary(m) for m in models], default_model=state.settings.model)
+        shown = await _details(state, [m.name for m in models])
+        result = ModelList(
+            models=[
+                model_summary(m, shown.get(m.name), state.chat.window(m.name, shown.get(m.name), None))
+                for m in models
+            ],
+            default_model=state.settings.model,
+        )
         lines = [f"Default model: {result.default_model}"] + [
             f"- {m.name} ({m.parameter_size or '?'} params, {m.quantization or '?'}, "
-            f"{human_size(m.size_bytes)})"
+            f"{human_size(m.size_bytes)}; can: {', '.join(m.capabilities or ['?'])}; "
+            f"context {_tokens(m.context_length)}, chat uses {_tokens(m.num_ctx)})"
             for m in result.models
         ]
         if not result.models:
@@ -215,6 +224,26 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         return await _change_session(ctx, peers, session_id, delete=False)
 
 
+async def _details(state: AppState, names: list[str]) -> dict[str, ModelShow]:
+    """Each model's details (cached after the first time), read concurrently; a failure leaves one out."""
+    found: dict[str, ModelShow] = {}
+
+    async def read(name: str) -> None:
+        try:
+            found[name] = await state.chat.models.show(name)
+        except McpOllamaError as exc:
+            logger.info("no details for %s: %s", name, exc)
+
+    async with anyio.create_task_group() as tg:
+        for name in names[:100]:
+            tg.start_soon(read, name)
+    return found
+
+
+def _tokens(count: int | None) -> str:
+    return "?" if count is None else f"{count:,} tokens"
+
+
 async def _change_session(
     ctx: Context[AppState, Any], peers: Peers, session_id: str, *, delete: bool
 ) -> CallToolResult:
@@ -243,10 +272,10 @@ async def _change_session(
 # ---------------------------------------------------------------------------- running
 
 
-async def preload(client: OllamaClient, settings: Settings) -> None:
+async def preload(chat: ChatService, settings: Settings) -> None:
     """Ask Ollama to load the default model now, as chats will use it; quietly skipped if it is down."""
     try:
-        seconds = await load_model(client, settings)
+        seconds = await load_model(chat.client, settings, chat.models)
     except McpOllamaError as exc:
         logger.info("did not preload %s: %s", settings.model, exc)
         return

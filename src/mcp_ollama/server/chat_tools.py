@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -21,7 +21,11 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from ..backend import GenerationOptions
+from ..backend.models import Think
+from ..chat import TurnOutcome
+from ..core.images import Image, read_images
 from ..core.jobs import Job, JobState
+from ..core.structured import Format
 from ..core.waiting import follow
 from ..errors import McpOllamaError, SessionNotFound
 from ..protocol import cancel_check, wants_progress
@@ -54,6 +58,33 @@ async def chat(
         GenerationOptions | None,
         Field(description="Generation options passed to Ollama (temperature, seed, num_predict, ...)."),
     ] = None,
+    think: Annotated[
+        bool | Literal["low", "medium", "high"] | None,
+        Field(
+            description="For thinking models (qwen3, deepseek-r1, gpt-oss): true to reason before "
+            "answering, false not to; 'low', 'medium' or 'high' for models that take a level (gpt-oss). "
+            "The thinking is kept apart from the answer. Omit for the model's default."
+        ),
+    ] = None,
+    include_thinking: Annotated[
+        bool,
+        Field(description="Return the model's thinking too (structuredContent.thinking). Default false."),
+    ] = False,
+    format: Annotated[
+        Literal["json"] | dict[str, Any] | None,
+        Field(
+            description="Make the model answer in JSON: 'json', or a JSON Schema object the answer must "
+            "match. The parsed value is returned as structuredContent.data."
+        ),
+    ] = None,
+    images: Annotated[
+        list[str] | None,
+        Field(
+            description="Images for a vision model (llava, gemma3, llama3.2-vision): each a base64 "
+            "string, a data: URI or an absolute file path on the server's machine. PNG, JPEG, GIF or WebP.",
+            max_length=16,
+        ),
+    ] = None,
 ) -> Annotated[CallToolResult, ChatResult]:
     """Send a message to a local LLM (Ollama) and get its answer.
 
@@ -65,12 +96,50 @@ async def chat(
     """
     state = app_state(ctx)
     try:
-        plan = state.chat.plan(message, session_id=session_id, model=model, options=options)
+        job = await start_chat(
+            state,
+            message,
+            session_id=session_id,
+            model=model,
+            options=options,
+            think=think,
+            include_thinking=include_thinking,
+            format=format,
+            images=images or (),
+        )
     except McpOllamaError as exc:
         await state.peers.log(ctx.request_context, "error", str(exc))
         return error_result(exc)
-    job = state.jobs.start(plan)
     return await _await_job(ctx, job, owner=True)
+
+
+async def start_chat(
+    state: AppState,
+    message: str,
+    *,
+    session_id: str | None = None,
+    model: str | None = None,
+    options: GenerationOptions | None = None,
+    think: Think | None = None,
+    include_thinking: bool = False,
+    format: Format | None = None,
+    images: Sequence[str] = (),
+) -> Job:
+    """Check a ``chat`` call's arguments (reading image files off the event loop) and start its job."""
+    checked: tuple[Image, ...] = ()
+    if images:
+        checked = await anyio.to_thread.run_sync(read_images, images, state.settings.max_image_bytes)
+    plan = state.chat.plan(
+        message,
+        session_id=session_id,
+        model=model,
+        options=options,
+        think=think,
+        format=format,
+        images=checked,
+        include_thinking=include_thinking,
+    )
+    return state.jobs.start(plan)
 
 
 async def chat_result(
@@ -159,7 +228,7 @@ async def _await_job(ctx: Context[AppState, Any], job: Job, *, owner: bool) -> C
         # Nothing awaits from here to the answer: a cancel cannot slip in between.
         if outcome is None:
             return error_result(McpOllamaError("The request was cancelled; nothing was stored."))
-        return structured_result(complete_text(outcome), complete_result(outcome))
+        return _complete(job, outcome)
     if not job.done:
         state.jobs.keep(job)
         return _generating(job)
@@ -196,7 +265,7 @@ async def _relaying_progress(ctx: Context[AppState, Any], job: Job, interval: fl
 def finished_result(job: Job) -> CallToolResult:
     """What ``chat`` (or ``chat_result``, or a task's result) answers for a job that has ended."""
     if job.state is JobState.COMPLETE and job.outcome is not None:
-        return structured_result(complete_text(job.outcome), complete_result(job.outcome))
+        return _complete(job, job.outcome)
     if job.error is not None:
         return error_result(job.error)
     status: ChatStatus = "interrupted" if job.state is JobState.INTERRUPTED else "cancelled"
@@ -210,10 +279,19 @@ def finished_result(job: Job) -> CallToolResult:
     return structured_result(text, result)
 
 
+def _complete(job: Job, outcome: TurnOutcome) -> CallToolResult:
+    thinking = job.plan.include_thinking
+    return structured_result(
+        complete_text(outcome, include_thinking=thinking), complete_result(outcome, include_thinking=thinking)
+    )
+
+
 def _generating(job: Job) -> CallToolResult:
     sid = job.session_id
     if job.state is JobState.QUEUED:
         doing = "is waiting for the previous answer in this session to finish"
+    elif job.tokens == 0 and job.thoughts:
+        doing = f"is thinking ({job.thoughts} tokens of thinking so far)"
     elif job.tokens == 0:
         doing = "has not written anything yet (it may be loading the model or reading the prompt)"
     else:

@@ -136,13 +136,15 @@ async def read_model(ctx: ServerRequestContext[AppState], uri: str) -> ReadResou
     name = uri[len(MODEL_URI_PREFIX) :]
     if not name or len(name) > 200:
         raise not_found(ctx, uri)
+    chat = app_state(ctx).chat
     try:
-        show = await app_state(ctx).client.show(name)
+        show = await chat.models.show(name)
     except ModelNotFound:
         raise not_found(ctx, uri) from None
     except BackendError as exc:
         raise MCPError(code=INTERNAL_ERROR, message=str(exc), data={"uri": uri}) from None
-    text = json.dumps({"model": name, **show.model_dump(mode="json")}, indent=2)
+    details = {"model": name, **show.model_dump(mode="json"), "num_ctx": chat.window(name, show, None)}
+    text = json.dumps(details, indent=2)
     return ReadResourceResult(
         contents=[TextResourceContents(uri=uri, mime_type="application/json", text=text)]
     )

@@ -161,22 +161,21 @@ def _name(key: object, prefix: str) -> str:
 # ---------------------------------------------------------------------------- starting chat
 
 
-def chat_job(state: AppState, arguments: Mapping[str, Any]) -> Job | CallToolResult:
+async def chat_job(state: AppState, arguments: Mapping[str, Any]) -> Job | CallToolResult:
     """Start ``chat`` with ``arguments`` as a job, or the ``isError`` result plain ``chat`` would give."""
     try:
         kwargs = _chat_arguments().validate_arguments(dict(arguments))
     except ValidationError as exc:  # worded as MCPServer words it for a plain call
         return error_result(Exception(f"Error executing tool chat: {exc}"))
+    kwargs.pop("ctx", None)
     try:
-        plan = state.chat.plan(
-            kwargs["message"],
-            session_id=kwargs.get("session_id"),
-            model=kwargs.get("model"),
-            options=kwargs.get("options"),
+        return await chat_tools.start_chat(
+            state,
+            kwargs.pop("message"),
+            **{**kwargs, "images": kwargs.get("images") or ()},
         )
     except McpOllamaError as exc:
         return error_result(exc)
-    return state.jobs.start(plan)
 
 
 _chat_tool: Tool | None = None

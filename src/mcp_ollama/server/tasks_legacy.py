@@ -124,7 +124,7 @@ async def start_task(
             params = {"progressToken": token, "progress": value, "message": message}
             await connection.notify("notifications/progress", params)
 
-    started = chat_job(state, arguments)
+    started = await chat_job(state, arguments)
     if isinstance(started, CallToolResult):
         task = book.jobless(requester, ttl_ms, notify)
         created = legacy_view(task)  # a task begins working; it fails right after

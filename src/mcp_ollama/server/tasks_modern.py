@@ -161,7 +161,7 @@ class ChatTasks(Extension):
 async def answer_or_task(ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> HandlerResult:
     """The answer if it comes within ``DIRECT_ANSWER_SECONDS``, else a task handle."""
     state = app_state(ctx)
-    started = chat_job(state, params.arguments or {})
+    started = await chat_job(state, params.arguments or {})
     if isinstance(started, CallToolResult):
         return started
     job = started

@@ -23,6 +23,7 @@ from .jobs import JobQueries
 from .migrations import MIGRATIONS, _migrate, _refuse_foreign
 from .records import (
     SESSION_ID_PATTERN,
+    ImageNote,
     JobRecord,
     SessionInfo,
     StoredMessage,
@@ -36,6 +37,7 @@ __all__ = [
     "MIGRATIONS",
     "SESSION_ID_PATTERN",
     "ChatStore",
+    "ImageNote",
     "JobRecord",
     "SessionInfo",
     "StoredMessage",

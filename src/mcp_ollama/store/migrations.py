@@ -86,10 +86,18 @@ def m003_create_session_leases(conn: sqlite3.Connection) -> None:
     )
 
 
+def m004_add_message_thinking_and_images(conn: sqlite3.Connection) -> None:
+    # A thinking model's reasoning, and notes of the images a message carried (type, size,
+    # sha256; never the bytes). Kept apart from content: neither is sent back as history.
+    conn.execute("ALTER TABLE messages ADD COLUMN thinking TEXT")
+    conn.execute("ALTER TABLE messages ADD COLUMN images TEXT /* JSON: [{type, size, sha256}] */")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_create_sessions_and_messages,
     m002_create_jobs,
     m003_create_session_leases,
+    m004_add_message_thinking_and_images,
 )
 
 

@@ -53,6 +53,21 @@ def derive_title(user_message: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageNote:
+    """What the store keeps of an image sent with a message: never its bytes."""
+
+    mime: str
+    """``image/png``, ``image/jpeg``, ``image/gif`` or ``image/webp``."""
+    size: int
+    """Bytes."""
+    sha256: str
+    """Hex digest of the bytes: the same picture sent twice has the same one."""
+
+    def describe(self) -> str:
+        return f"{self.mime}, {self.size:,} bytes, sha256 {self.sha256[:12]}…"
+
+
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     """One message of a stored transcript."""
 
@@ -61,6 +76,10 @@ class StoredMessage:
     content: str
     created_at: datetime
     """When the message was stored (timezone-aware, UTC)."""
+    thinking: str | None = None
+    """An answer's thinking (a thinking model's reasoning): shown in transcripts, never sent back."""
+    images: tuple[ImageNote, ...] = ()
+    """Notes of the images a user message carried: shown in transcripts, never sent back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +193,28 @@ def _session_from_row(row: _Row) -> SessionInfo:
 
 
 def _message_from_row(row: _Row) -> StoredMessage:
-    return StoredMessage(role=row[0], content=row[1], created_at=_parse_time(row[2]))
+    """A message from (role, content, created_at[, thinking, images JSON])."""
+    thinking = row[3] if len(row) > 3 else None
+    images = _image_notes(row[4]) if len(row) > 4 else ()
+    return StoredMessage(
+        role=row[0], content=row[1], created_at=_parse_time(row[2]), thinking=thinking, images=images
+    )
+
+
+def encode_image_notes(notes: tuple[ImageNote, ...]) -> str | None:
+    if not notes:
+        return None
+    return json.dumps([{"type": n.mime, "size": n.size, "sha256": n.sha256} for n in notes])
+
+
+def _image_notes(text: str | None) -> tuple[ImageNote, ...]:
+    if not text:
+        return ()
+    try:
+        items = json.loads(text)
+        return tuple(ImageNote(str(i["type"]), int(i["size"]), str(i["sha256"])) for i in items)
+    except (ValueError, TypeError, KeyError):  # a note is a courtesy; a damaged one is dropped
+        return ()
 
 
 def _encode_cursor(updated_at: str, session_id: str) -> str:

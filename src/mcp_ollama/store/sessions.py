@@ -13,6 +13,7 @@ from .records import (
     _ABOVE_ID_CHARS,
     _SESSION_COLUMNS,
     _SESSION_ID_RE,
+    ImageNote,
     SessionInfo,
     StoredMessage,
     _decode_cursor,
@@ -24,6 +25,7 @@ from .records import (
     _recent,
     _session_from_row,
     derive_title,
+    encode_image_notes,
     validate_session_id,
 )
 
@@ -121,7 +123,8 @@ class SessionQueries(StoreBase):
         with self._transaction("BEGIN") as conn:
             exists = conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone()
             rows = conn.execute(
-                "SELECT role, content, created_at FROM messages WHERE session_id = ? ORDER BY id",
+                "SELECT role, content, created_at, thinking, images FROM messages"
+                " WHERE session_id = ? ORDER BY id",
                 (session_id,),
             ).fetchall()
         if exists is None:
@@ -166,13 +169,16 @@ class SessionQueries(StoreBase):
         meta: Mapping[str, object] | None = None,
         job_id: str | None = None,
         lease_owner: str | None = None,
+        thinking: str | None = None,
+        images: tuple[ImageNote, ...] = (),
     ) -> bool:
         """Store one turn (the user's message and the answer) atomically.
 
         Creates the session if it does not exist, titled after ``user``. ``meta`` (token
         counts, timings) is stored as JSON with the assistant message, along with
-        ``model``. A recorded job ``job_id`` is marked complete, and ``lease_owner``'s lease on
-        the session ends, in the same transaction.
+        ``model``; ``thinking`` goes with the answer, ``images`` (notes, not bytes) with the
+        user message. A recorded job ``job_id`` is marked complete, and ``lease_owner``'s lease
+        on the session ends, in the same transaction.
         Returns True if this call created the session. Either the whole turn is written
         or, if anything fails, nothing is.
         """
@@ -194,8 +200,10 @@ class SessionQueries(StoreBase):
                 turn = 1
             else:
                 turn = int(row[0]) + 1
-            self._insert_message(conn, session_id, turn, "user", user, now, None)
-            self._insert_message(conn, session_id, turn, "assistant", assistant, now, meta_json)
+            self._insert_message(conn, session_id, turn, "user", user, now, images=encode_image_notes(images))
+            self._insert_message(
+                conn, session_id, turn, "assistant", assistant, now, meta_json=meta_json, thinking=thinking
+            )
             conn.execute(
                 """
                 UPDATE sessions
@@ -224,12 +232,15 @@ class SessionQueries(StoreBase):
         role: str,
         content: str,
         created_at: str,
-        meta_json: str | None,
+        *,
+        meta_json: str | None = None,
+        thinking: str | None = None,
+        images: str | None = None,
     ) -> None:
         conn.execute(
-            "INSERT INTO messages (session_id, turn, role, content, created_at, meta)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (session_id, turn, role, content, created_at, meta_json),
+            "INSERT INTO messages (session_id, turn, role, content, created_at, meta, thinking, images)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (session_id, turn, role, content, created_at, meta_json, thinking, images),
         )
 
     def remove_last_turn(self, session_id: str, *, drop_session: bool) -> None:
