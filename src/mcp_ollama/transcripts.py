@@ -21,16 +21,24 @@ def transcript_json(info: SessionInfo, messages: list[StoredMessage]) -> str:
             "created_at": _iso(info.created_at),
             "updated_at": _iso(info.updated_at),
             "turn_count": info.turn_count,
-            "messages": [
-                {"role": m.role, "content": m.content, "created_at": _iso(m.created_at)} for m in messages
-            ],
+            "messages": [_message_json(m) for m in messages],
         },
         ensure_ascii=False,
         indent=2,
     )
 
 
+def _message_json(m: StoredMessage) -> dict[str, object]:
+    document: dict[str, object] = {"role": m.role, "content": m.content, "created_at": _iso(m.created_at)}
+    if m.thinking:
+        document["thinking"] = m.thinking
+    if m.images:
+        document["images"] = [{"type": i.mime, "size": i.size, "sha256": i.sha256} for i in m.images]
+    return document
+
+
 def transcript_markdown(info: SessionInfo, messages: list[StoredMessage]) -> str:
+    """The session as Markdown: a heading per message, thinking folded, images as notes."""
     lines = [
         f"# {info.title or info.id}",
         "",
@@ -39,5 +47,9 @@ def transcript_markdown(info: SessionInfo, messages: list[StoredMessage]) -> str
     ]
     for m in messages:
         who = "User" if m.role == "user" else "Assistant"
-        lines += ["", f"## {who} ({_iso(m.created_at)})", "", m.content]
+        lines += ["", f"## {who} ({_iso(m.created_at)})", ""]
+        if m.thinking:
+            lines += ["<details>", "<summary>Thinking</summary>", "", m.thinking, "", "</details>", ""]
+        lines += [f"[image: {image.describe()}]" for image in m.images]
+        lines.append(m.content)
     return "\n".join(lines) + "\n"
