@@ -102,6 +102,13 @@ async def raw_ollama(script: Script) -> AsyncIterator[RawOllama]:
             try:
                 while b"\r\n\r\n" not in head:
                     head += await stream.receive()
+                if not head.startswith(b"POST /api/chat "):  # the model's details: a plain model
+                    body = b'{"capabilities":["completion"],"model_info":{}}'
+                    await stream.send(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+                    )
+                    return
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(until_hangup, tg.cancel_scope)
                     tg.start_soon(run_script)

@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 TAGS_SECONDS = 10.0
 """How long a listing of the pulled models is reused."""
+SHOW_SECONDS = 30.0
+"""How long a chat waits for a model's details before it goes on without them."""
 _MAX_MODELS = 512
 
 
@@ -67,11 +69,12 @@ class ModelCatalog:
         ``ModelNotFound`` and ``OllamaUnreachable`` still raise: a chat could not succeed either.
         """
         try:
-            return await self.show(model)
+            with anyio.fail_after(SHOW_SECONDS):
+                return await self.show(model)
         except (ModelNotFound, OllamaUnreachable):
             raise
-        except BackendError as exc:
-            logger.info("no details for %s from /api/show: %s", model, exc)
+        except (BackendError, TimeoutError) as exc:
+            logger.info("no details for %s from /api/show: %s", model, exc or "it did not answer in time")
             return None
 
     def forget(self, model: str) -> None:
