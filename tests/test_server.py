@@ -175,7 +175,8 @@ async def test_progress_arrives_in_order_during_a_slow_stream(
     values = [p for p, _ in seen]
     assert values == sorted(set(values)), "progress must strictly increase"
     assert values[0] == 1
-    assert all(m and "tokens so far" in m for _, m in seen)
+    assert seen[0][1] == "llama3:8b: 1 token so far"  # counted in words a person reads
+    assert all(m and m.endswith(" so far") for _, m in seen)
     # bounded rate: 12 tokens over ~0.6 s at >= 0.1 s apart can never give one notification per token
     assert len(seen) < 12
 

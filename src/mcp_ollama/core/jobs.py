@@ -26,7 +26,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from ..errors import McpOllamaError
-from .text import clean_text
+from .text import clean_text, count
 from .waiting import Handoff
 
 if TYPE_CHECKING:
@@ -174,11 +174,11 @@ class Job:
     def token(self, text: str) -> None:
         self.pieces.append(text)
         self.tokens += 1
-        self._change(JobState.WRITING, f"{self.model}: {self.tokens} tokens so far")
+        self._change(JobState.WRITING, f"{self.model}: {count(self.tokens, 'token')} so far")
 
     def thinking(self, text: str) -> None:
         self.thoughts += 1
-        self._change(JobState.WRITING, f"{self.model}: thinking… ({self.thoughts} tokens)")
+        self._change(JobState.WRITING, f"{self.model}: thinking… ({count(self.thoughts, 'token')})")
 
     async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
         """Where the turn is stored: by the owning request if it still waits, else here."""

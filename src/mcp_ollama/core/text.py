@@ -22,3 +22,8 @@ def clean_text(text: str) -> str:
     text = _ESCAPE_SEQUENCE.sub("", text)
     text = _CONTROL.sub("", text)
     return _SURROGATE.sub("\ufffd", text)
+
+
+def count(number: int, noun: str) -> str:
+    """``"1 token"``, ``"2 tokens"``, ``"1,024 tokens"``."""
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")

@@ -9,6 +9,7 @@ opened in the server's lifespan and reach handlers through the request context.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -40,6 +41,7 @@ from ..store import ChatStore, SessionInfo, validate_session_id
 from ..transport import stdio_transport
 from . import chat_tools, resources
 from . import prompts as prompt_handlers
+from .arguments import ArgumentMiddleware
 from .state import (
     AppState,
     app_state,
@@ -125,11 +127,15 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
     lowlevel.middleware.append(
         SpecMiddleware(lambda name: server._tool_manager.get_tool(name) is not None, peers)
     )
+    lowlevel.middleware.append(ArgumentMiddleware(server._tool_manager.get_tool))
     # tasks, 2025-11-25: advertised, and task-augmented tools/call answered (after SpecMiddleware's
     # unknown-tool check)
     lowlevel.middleware.extend([TaskCapabilityMiddleware(TASK_TOOLS), LegacyTaskCalls()])
 
     _register_tools(server, peers)
+    for tool in server._tool_manager.list_tools():
+        # The SDK takes a docstring as it is, continuation lines indented; hosts show it verbatim.
+        tool.description = inspect.cleandoc(tool.description)
     prompt_handlers.register(server)
 
     resources.register(lowlevel)

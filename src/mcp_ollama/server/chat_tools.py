@@ -26,6 +26,7 @@ from ..chat import TurnOutcome
 from ..core.images import Image, read_images
 from ..core.jobs import Job, JobState
 from ..core.structured import Format
+from ..core.text import count
 from ..core.waiting import follow
 from ..errors import McpOllamaError, SessionNotFound
 from ..protocol import cancel_check, wants_progress
@@ -187,7 +188,7 @@ async def cancel_chat(
     result = ChatCancel(session_id=sid, cancelled=bool(running), discarded_tokens=discarded)
     if running:
         text = (
-            f"Stopped the answer being written in session {sid} ({discarded} tokens discarded). "
+            f"Stopped the answer being written in session {sid} ({count(discarded, 'token')} discarded). "
             "The session is as it was before that message."
         )
     else:
@@ -241,7 +242,7 @@ async def _await_job(ctx: Context[AppState, Any], job: Job, *, owner: bool) -> C
 
 
 def _answered(job: Job) -> str:
-    return f"{job.model} answered in session {job.session_id}: {job.tokens} tokens"
+    return f"{job.model} answered in session {job.session_id}: {count(job.tokens, 'token')}"
 
 
 @asynccontextmanager
@@ -273,8 +274,9 @@ def finished_result(job: Job) -> CallToolResult:
         session_id=job.session_id, model=job.model, answer="", status=status, tokens_so_far=job.tokens
     )
     text = (
-        f"The answer in session {job.session_id} was {status} ({job.stop_reason}) after {job.tokens} "
-        "tokens; nothing of it was stored. Send the message again with chat to get an answer."
+        f"The answer in session {job.session_id} was {status} ({job.stop_reason}) after "
+        f"{count(job.tokens, 'token')}; nothing of it was stored. Send the message again with chat to get "
+        "an answer."
     )
     return structured_result(text, result)
 
@@ -291,11 +293,11 @@ def _generating(job: Job) -> CallToolResult:
     if job.state is JobState.QUEUED:
         doing = "is waiting for the previous answer in this session to finish"
     elif job.tokens == 0 and job.thoughts:
-        doing = f"is thinking ({job.thoughts} tokens of thinking so far)"
+        doing = f"is thinking ({count(job.thoughts, 'token')} of thinking so far)"
     elif job.tokens == 0:
         doing = "has not written anything yet (it may be loading the model or reading the prompt)"
     else:
-        doing = f"is still writing ({job.tokens} tokens so far)"
+        doing = f"is still writing ({count(job.tokens, 'token')} so far)"
     text = (
         f"The local model {doing}. Call `chat_result` with session_id {sid!r} to get the rest; "
         f"`cancel_chat` stops it.\n\nSo far:\n{job.partial}"

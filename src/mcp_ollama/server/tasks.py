@@ -32,10 +32,8 @@ from typing import Any, Literal
 import anyio
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver.tools import Tool
-from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult
-from pydantic import ValidationError
 
 from ..core.jobs import Job, Jobs, JobState
 from ..core.waiting import follow
@@ -43,6 +41,7 @@ from ..errors import McpOllamaError
 from ..protocol import _connection, is_modern
 from ..store import JobRecord
 from . import chat_tools
+from .arguments import argument_problem
 from .state import AppState, app_state, error_result
 
 logger = logging.getLogger(__name__)
@@ -163,10 +162,11 @@ def _name(key: object, prefix: str) -> str:
 
 async def chat_job(state: AppState, arguments: Mapping[str, Any]) -> Job | CallToolResult:
     """Start ``chat`` with ``arguments`` as a job, or the ``isError`` result plain ``chat`` would give."""
-    try:
-        kwargs = _chat_arguments().validate_arguments(dict(arguments))
-    except ValidationError as exc:  # worded as MCPServer words it for a plain call
-        return error_result(Exception(f"Error executing tool chat: {exc}"))
+    tool = _chat_tool_definition()
+    problem = argument_problem(tool, dict(arguments))
+    if problem is not None:  # worded as a plain call's ArgumentMiddleware words it
+        return error_result(Exception(problem))
+    kwargs = tool.fn_metadata.validate_arguments(dict(arguments))
     kwargs.pop("ctx", None)
     try:
         return await chat_tools.start_chat(
@@ -181,12 +181,12 @@ async def chat_job(state: AppState, arguments: Mapping[str, Any]) -> Job | CallT
 _chat_tool: Tool | None = None
 
 
-def _chat_arguments() -> FuncMetadata:
-    """The ``chat`` tool's own argument validation (the same function MCPServer registers)."""
+def _chat_tool_definition() -> Tool:
+    """The ``chat`` tool as MCPServer registers it: its argument model and schema."""
     global _chat_tool
     if _chat_tool is None:
         _chat_tool = Tool.from_function(chat_tools.chat)
-    return _chat_tool.fn_metadata
+    return _chat_tool
 
 
 final_result = chat_tools.finished_result
