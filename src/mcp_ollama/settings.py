@@ -111,10 +111,11 @@ class Settings:
         """The ``num_ctx`` every request for a model with this maximum sends (preload included).
 
         The configured ``num_ctx`` wins; else the model's own maximum, capped by ``max_context``;
-        else (a model that does not say) Ollama's usual default, 4096.
+        else (a model that does not say) Ollama's usual default, 4096. Never above the model's own
+        maximum: Ollama cuts a larger ``num_ctx`` down to it, and the history must fit what it uses.
         """
         if self.num_ctx is not None:
-            return self.num_ctx
+            return min(self.num_ctx, model_maximum) if model_maximum else self.num_ctx
         return min(model_maximum or DEFAULT_CONTEXT_TOKENS, self.max_context)
 
 

@@ -24,6 +24,8 @@ class ThinkSplitter:
         self._pending = ""
         self._answered = False
         """Whether anything but whitespace has gone to the answer."""
+        self._thought = False
+        """Whether a block has closed (the whitespace after it is dropped)."""
 
     def feed(self, text: str) -> tuple[str, str]:
         """The (thinking, answer) parts of ``text``, holding back what may be the start of a tag."""
@@ -43,7 +45,8 @@ class ThinkSplitter:
                     break
                 if not (tag.startswith(stripped) or stripped.startswith(tag)):
                     self._answered = True
-                    answer.append(buffer)
+                    # After a block, the blank lines that close it are not the answer's.
+                    answer.append(stripped if self._thought else buffer)
                     break
                 if len(stripped) < len(tag):  # the start of a tag: wait for the rest
                     self._pending = buffer
@@ -55,6 +58,7 @@ class ThinkSplitter:
             if end >= 0:
                 thinking.append(buffer[:end])
                 self._inside = False
+                self._thought = True
                 buffer = buffer[end + len(tag) :].lstrip()
                 continue
             keep = _partial_suffix(buffer, tag)
