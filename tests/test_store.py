@@ -22,6 +22,7 @@ import pytest
 from mcp_ollama.errors import InvalidSessionId, SessionNotFound, StoreError
 from mcp_ollama.store import (
     ChatStore,
+    ImageNote,
     derive_title,
     new_session_id,
     validate_session_id,
@@ -215,6 +216,61 @@ def test_a_failing_migration_leaves_no_trace(db_path: Path, monkeypatch: pytest.
         ("m003_create_session_leases",),
         ("m004_add_message_thinking_and_images",),
     ]
+
+
+def test_a_database_at_the_previous_schema_gains_m004_and_keeps_its_messages(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:3])
+        with ChatStore.open(db_path):
+            pass
+    # A turn as the previous version wrote it: no thinking or images columns yet.
+    now = "2026-01-02T03:04:05.000000Z"
+    with closing(sqlite3.connect(db_path)) as conn:
+        assert "thinking" not in {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+        conn.execute("INSERT INTO sessions VALUES ('old', 'hello', 'llama3:8b', ?, ?, 1)", (now, now))
+        conn.executemany(
+            "INSERT INTO messages (session_id, turn, role, content, created_at, meta)"
+            " VALUES (?, 1, ?, ?, ?, ?)",
+            [("old", "user", "hello", now, None), ("old", "assistant", "hi", now, '{"model": "llama3:8b"}')],
+        )
+        conn.commit()
+
+    with ChatStore.open(db_path) as store:
+        old = store.messages("old")
+        assert [(m.role, m.content, m.thinking, m.images) for m in old] == [
+            ("user", "hello", None, ()),
+            ("assistant", "hi", None, ()),
+        ]
+        assert [(m.role, m.content) for m in store.recent_messages("old", 5)] == [
+            ("user", "hello"),
+            ("assistant", "hi"),
+        ]
+        store.append_turn("old", model="qwen3:8b", user="again", assistant="yes", thinking="hmm")
+        assert store.messages("old")[-1].thinking == "hmm"
+    assert raw(db_path, "SELECT name FROM _migrations ORDER BY name")[-1] == (
+        "m004_add_message_thinking_and_images",
+    )
+
+
+def test_thinking_and_image_notes_are_stored_apart_and_left_out_of_the_history(store: ChatStore) -> None:
+    note = ImageNote(mime="image/png", size=16, sha256="ab" * 32)
+    store.append_turn("s1", model="m", user="look", assistant="a cat", thinking="whiskers", images=(note,))
+    user, answer = store.messages("s1")
+    assert (user.images, user.thinking) == ((note,), None)
+    assert (answer.images, answer.thinking) == ((), "whiskers")
+    # What goes back to the model as history holds neither.
+    assert [(m.content, m.thinking, m.images) for m in store.recent_messages("s1", 5)] == [
+        ("look", None, ()),
+        ("a cat", None, ()),
+    ]
+
+
+def test_a_damaged_image_note_is_dropped_not_fatal(store: ChatStore, db_path: Path) -> None:
+    store.append_turn("s1", model="m", user="look", assistant="ok")
+    raw(db_path, "UPDATE messages SET images = 'not json' WHERE role = 'user'")
+    assert [m.images for m in store.messages("s1")] == [(), ()]
 
 
 # --- the file on disk -------------------------------------------------------------------
