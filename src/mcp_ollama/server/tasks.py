@@ -322,9 +322,13 @@ class TaskBook:
         task.status, task.detail, task.result = status, detail, result_json(result)
         task.updated_at = datetime.now(UTC)
         task.ended.set()
+        self._state.jobs.spawn(lambda: self._save_then_retire(task))
+
+    async def _save_then_retire(self, task: ChatTask) -> None:
         # Off the event loop: a store held by another program must not stall every request.
-        self._state.jobs.spawn(lambda: anyio.to_thread.run_sync(self._save, task))
-        # As Jobs retires jobs: forget the oldest finished tasks, without a scan per task.
+        await anyio.to_thread.run_sync(self._save, task)
+        # Only then may memory forget it (the store answers for it from now on); as Jobs retires
+        # jobs, the oldest finished tasks first, without a scan per task.
         self._finished.append(task.id)
         while len(self._finished) > FINISHED_TASKS_KEPT:
             self._tasks.pop(self._finished.popleft(), None)
