@@ -79,6 +79,7 @@ def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: P
         ("created_at", "TEXT", 1, None, 0),
         ("updated_at", "TEXT", 1, None, 0),
         ("turn_count", "INTEGER", 1, "0", 0),
+        ("principal", "TEXT", 1, "'local'", 0),
     ]
     assert columns("messages") == [
         ("id", "INTEGER", 0, None, 1),
@@ -104,6 +105,7 @@ def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: P
         ("expires_at", "TEXT", 0, None, 0),
         ("detail", "TEXT", 0, None, 0),
         ("result", "TEXT", 0, None, 0),
+        ("principal", "TEXT", 1, "'local'", 0),
     ]
     assert columns("session_leases") == [
         ("session_id", "TEXT", 0, None, 1),
@@ -122,7 +124,7 @@ def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: P
     assert indexes == [
         ("idx_jobs_session_id", "jobs"),
         ("idx_messages_session_id", "messages"),
-        ("idx_sessions_updated_at", "sessions"),
+        ("idx_sessions_principal_updated_at", "sessions"),
     ]
 
     def index_key(index: str) -> list[tuple[str, int]]:
@@ -130,7 +132,7 @@ def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: P
         return [(row[2], row[3]) for row in raw(db_path, f"PRAGMA index_xinfo({index})") if row[5]]
 
     assert index_key("idx_messages_session_id") == [("session_id", 0), ("id", 0)]
-    assert index_key("idx_sessions_updated_at") == [("updated_at", 1), ("id", 1)]
+    assert index_key("idx_sessions_principal_updated_at") == [("principal", 0), ("updated_at", 1), ("id", 1)]
 
     foreign_keys = raw(db_path, "PRAGMA foreign_key_list(messages)")
     # (table, from, to, on_update, on_delete)
@@ -144,12 +146,14 @@ def test_new_database_has_exactly_the_pinned_schema(store: ChatStore, db_path: P
         ("m002_create_jobs",),
         ("m003_create_session_leases",),
         ("m004_add_message_thinking_and_images",),
+        ("m005_add_principals",),
     ]
     assert [m.__name__ for m in store_module.MIGRATIONS] == [
         "m001_create_sessions_and_messages",
         "m002_create_jobs",
         "m003_create_session_leases",
         "m004_add_message_thinking_and_images",
+        "m005_add_principals",
     ]
 
 
@@ -193,6 +197,7 @@ def test_a_newly_added_migration_runs_once_on_the_next_open(
         ("m002_create_jobs",),
         ("m003_create_session_leases",),
         ("m004_add_message_thinking_and_images",),
+        ("m005_add_principals",),
         ("m099_add_pinned",),
     ]
 
@@ -215,6 +220,7 @@ def test_a_failing_migration_leaves_no_trace(db_path: Path, monkeypatch: pytest.
         ("m002_create_jobs",),
         ("m003_create_session_leases",),
         ("m004_add_message_thinking_and_images",),
+        ("m005_add_principals",),
     ]
 
 
@@ -249,9 +255,38 @@ def test_a_database_at_the_previous_schema_gains_m004_and_keeps_its_messages(
         ]
         store.append_turn("old", model="qwen3:8b", user="again", assistant="yes", thinking="hmm")
         assert store.messages("old")[-1].thinking == "hmm"
-    assert raw(db_path, "SELECT name FROM _migrations ORDER BY name")[-1] == (
+        assert store.get_session("old") is not None and store.get_session("old").principal == "local"  # type: ignore[union-attr]
+    assert [name for (name,) in raw(db_path, "SELECT name FROM _migrations ORDER BY name")][-2:] == [
         "m004_add_message_thinking_and_images",
-    )
+        "m005_add_principals",
+    ]
+
+
+def test_each_principal_reaches_only_its_own_sessions_even_under_the_same_id(store: ChatStore) -> None:
+    store.append_turn("demo", model="m", user="alice asks", assistant="to alice", principal="alice")
+    store.append_turn("demo", model="m", user="bob asks", assistant="to bob", principal="bob")
+    store.append_turn("mine", model="m", user="local asks", assistant="to local")
+    for who in ("alice", "bob"):
+        assert [m.content for m in store.messages("demo", principal=who)] == [f"{who} asks", f"to {who}"]
+        assert [m.content for m in store.recent_messages("demo", 8, principal=who)] == [
+            f"{who} asks",
+            f"to {who}",
+        ]
+        info = store.get_session("demo", principal=who)
+        assert info is not None and info.id == "demo" and info.principal == who
+        assert [s.id for s in store.list_sessions(principal=who)[0]] == ["demo"]
+        assert store.session_ids("de", principal=who) == ["demo"]
+        assert store.get_session("mine", principal=who) is None  # local's: not found
+        assert store.last_answer("demo", principal=who)[0].content == f"to {who}"  # type: ignore[index]
+    assert [s.id for s in store.list_sessions()[0]] == ["mine"]  # local sees neither
+    assert store.get_session("demo") is None and store.session_ids("d") == []
+    with pytest.raises(SessionNotFound):
+        store.messages("mine", principal="alice")
+    assert store.delete_session("demo", principal="alice") is True
+    assert store.get_session("demo", principal="bob") is not None  # bob's is untouched
+    assert store.clear_session("demo", principal="alice") is False
+    with pytest.raises(ValueError, match="not a principal name"):
+        store.get_session("x", principal="not a name")
 
 
 def test_thinking_and_image_notes_are_stored_apart_and_left_out_of_the_history(store: ChatStore) -> None:

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 
 import anyio
@@ -34,7 +35,15 @@ from .core.thinking import ThinkSplitter, split_thinking
 from .errors import InputError, InputTooLarge, ModelCannot, ModelNotFound, StoreError
 from .prompts import render_system_prompt
 from .settings import Settings
-from .store import ChatStore, ImageNote, StoredMessage, new_session_id, validate_session_id
+from .store import (
+    LOCAL,
+    ChatStore,
+    ImageNote,
+    StoredMessage,
+    new_session_id,
+    session_key,
+    validate_session_id,
+)
 
 LEASE_POLL_FIRST = 0.05
 LEASE_POLL_MAX = 1.0
@@ -152,6 +161,8 @@ class TurnPlan:
     """Checked images to send with the message (to a vision model)."""
     include_thinking: bool = False
     """Return the thinking with the answer (it is stored either way)."""
+    principal: str = LOCAL
+    """Whose turn it is: the session is this principal's (a bearer token's name, or local)."""
 
 
 class ChatService:
@@ -186,6 +197,7 @@ class ChatService:
         format: Format | None = None,
         images: Sequence[Image] = (),
         include_thinking: bool = False,
+        principal: str = LOCAL,
     ) -> TurnPlan:
         """Check a turn's input; raises ``InputError`` subclasses for anything unusable.
 
@@ -218,6 +230,7 @@ class ChatService:
             format=format,
             images=tuple(images),
             include_thinking=include_thinking,
+            principal=principal,
         )
 
     async def turn(
@@ -240,21 +253,24 @@ class ChatService:
         ``BackendError`` subclasses when Ollama fails; in both cases, and on cancellation,
         the store is left untouched.
         """
-        sid = plan.session_id
-        if self._locks.busy(sid):
+        sid, who = plan.session_id, plan.principal
+        lock = session_key(sid, who)
+        if self._locks.busy(lock):
             observer.queued()
-        async with self._locks.hold(sid):
+        async with self._locks.hold(lock):
             store_error: str | None = None
             stored: list[StoredMessage] = []
             leased = False
             if not plan.fresh:  # a session this turn made has no history, and nobody else knows it
                 try:
-                    stored = await self._begin(sid, observer)
+                    stored = await self._begin(sid, who, observer)
                     leased = True
                 except StoreError:
                     try:  # the store cannot be written (locked, full, read-only): read without a lease
                         stored = await anyio.to_thread.run_sync(
-                            self._store.recent_messages, sid, self._settings.history_turns
+                            partial(
+                                self._store.recent_messages, sid, self._settings.history_turns, principal=who
+                            )
                         )
                     except StoreError as exc:  # answer all the same, without the history, and say so
                         store_error = str(exc)
@@ -263,28 +279,34 @@ class ChatService:
             except BaseException:
                 if leased:
                     with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(self._release, sid)
+                        await anyio.to_thread.run_sync(self._release, sid, who)
                 raise
             if leased and outcome.store_error is not None:  # a stored turn ended its lease itself
-                await anyio.to_thread.run_sync(self._release, sid)
+                await anyio.to_thread.run_sync(self._release, sid, who)
             return outcome
 
-    async def _begin(self, sid: str, observer: TurnObserver) -> list[StoredMessage]:
+    async def _begin(self, sid: str, principal: str, observer: TurnObserver) -> list[StoredMessage]:
         """The session's lease and its recent history; waits while another process writes a turn of it."""
         pause = LEASE_POLL_FIRST
+        begin = partial(
+            self._store.begin_turn,
+            sid,
+            self.owner,
+            self._settings.history_turns,
+            LEASE_SECONDS,
+            principal=principal,
+        )
         while True:
-            history = await anyio.to_thread.run_sync(
-                self._store.begin_turn, sid, self.owner, self._settings.history_turns, LEASE_SECONDS
-            )
+            history = await anyio.to_thread.run_sync(begin)
             if history is not None:
                 return history
             observer.queued()
             await anyio.sleep(pause)
             pause = min(pause * 2, LEASE_POLL_MAX)
 
-    def _release(self, sid: str) -> None:
+    def _release(self, sid: str, principal: str) -> None:
         with contextlib.suppress(StoreError):  # it lapses by itself
-            self._store.release_lease(sid, self.owner)
+            self._store.release_lease(sid, self.owner, principal=principal)
 
     async def _answer(
         self,
@@ -376,13 +398,14 @@ class ChatService:
                     lease_owner=self.owner if lease else None,
                     thinking=thinking,
                     images=unsaved.images,
+                    principal=plan.principal,
                 )
             except StoreError as exc:  # the answer is the user's all the same: return it, unsaved
                 return replace(unsaved, store_error=str(exc))
             return replace(unsaved, new_session=created)
 
         def undo(stored: TurnOutcome) -> None:
-            self._store.remove_last_turn(sid, drop_session=stored.new_session)
+            self._store.remove_last_turn(sid, drop_session=stored.new_session, principal=plan.principal)
 
         return await observer.commit(commit, undo)
 

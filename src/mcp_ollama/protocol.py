@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import anyio
 from mcp.server.connection import Connection, allowed_log_levels
 from mcp.server.context import HandlerResult, ServerRequestContext
-from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
+from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent, SubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
@@ -109,19 +109,31 @@ def _connection(ctx: ServerRequestContext[Any, Any]) -> Connection:
 
 
 class _Peer:
-    """One handshake-era connection: where to send, what it asked for."""
+    """One handshake-era connection: where to send, what it asked for, and whose it is."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, principal: str) -> None:
         self.connection = connection
+        self.principal = principal
         self.log_level: LoggingLevel = DEFAULT_CLIENT_LOG_LEVEL
         self.subscriptions: set[str] = set()
 
 
-class Peers:
-    """Handshake-era connections and the modern subscription bus, as one notification target."""
+class ScopedBus(SubscriptionBus, Protocol):
+    """A subscription bus that can deliver an event to one principal's streams only."""
 
-    def __init__(self, bus: SubscriptionBus) -> None:
+    async def publish(self, event: ServerEvent, principal: str | None = None) -> None: ...
+
+
+class Peers:
+    """Handshake-era connections and the modern subscription bus, as one notification target.
+
+    Change notifications about a session reach only connections (and listen streams) of the
+    session's principal: a URI is the same for everyone, a session is not.
+    """
+
+    def __init__(self, bus: ScopedBus, principal_of: Callable[[ServerRequestContext[Any, Any]], str]) -> None:
         self._bus = bus
+        self._principal_of = principal_of
         self._peers: weakref.WeakKeyDictionary[Connection, _Peer] = weakref.WeakKeyDictionary()
 
     def peer(self, ctx: ServerRequestContext[Any, Any]) -> _Peer | None:
@@ -131,7 +143,7 @@ class Peers:
         connection = _connection(ctx)
         found = self._peers.get(connection)
         if found is None:
-            found = self._peers[connection] = _Peer(connection)
+            found = self._peers[connection] = _Peer(connection, self._principal_of(ctx))
             connection.exit_stack.callback(self._peers.pop, connection, None)
         return found
 
@@ -150,18 +162,18 @@ class Peers:
         if peer is not None:
             peer.subscriptions.discard(uri)
 
-    async def resource_updated(self, uri: str) -> None:
-        """``notifications/resources/updated`` to every subscriber of ``uri``, in both eras."""
-        await self._bus.publish(ResourceUpdated(uri=uri))
+    async def resource_updated(self, uri: str, principal: str) -> None:
+        """``notifications/resources/updated`` to ``principal``'s subscribers of ``uri``, in both eras."""
+        await self._bus.publish(ResourceUpdated(uri=uri), principal)
         for peer in list(self._peers.values()):
-            if uri in peer.subscriptions:
+            if peer.principal == principal and uri in peer.subscriptions:
                 await self._send(peer, lambda c: c.send_resource_updated(uri))
 
-    async def resources_changed(self) -> None:
-        """``notifications/resources/list_changed`` to every connection, in both eras."""
-        await self._bus.publish(ResourcesListChanged())
+    async def resources_changed(self, principal: str) -> None:
+        """``notifications/resources/list_changed`` to ``principal``'s connections, in both eras."""
+        await self._bus.publish(ResourcesListChanged(), principal)
         for peer in list(self._peers.values()):
-            if peer.connection.initialized.is_set():
+            if peer.principal == principal and peer.connection.initialized.is_set():
                 await self._send(peer, lambda c: c.send_resource_list_changed())
 
     async def _send(self, peer: _Peer, send: Callable[[Connection], Awaitable[None]]) -> None:

@@ -26,6 +26,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from ..errors import McpOllamaError
+from ..store.records import LOCAL
 from .text import clean_text, count
 from .waiting import Handoff
 
@@ -230,6 +231,7 @@ class Job:
             detail=detail,
             requester=self.requester,
             expires_at=self.expires_at,
+            principal=self.plan.principal,
         )
 
 
@@ -290,12 +292,16 @@ class Jobs:
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
-    def in_session(self, session_id: str) -> list[Job]:
-        """This process's jobs in ``session_id`` that are still known, oldest first."""
-        return [job for job in self._jobs.values() if job.session_id == session_id]
+    def in_session(self, session_id: str, principal: str = LOCAL) -> list[Job]:
+        """This process's jobs in ``principal``'s ``session_id`` that are still known, oldest first."""
+        return [
+            job
+            for job in self._jobs.values()
+            if job.session_id == session_id and job.plan.principal == principal
+        ]
 
-    def latest(self, session_id: str) -> Job | None:
-        jobs = self.in_session(session_id)
+    def latest(self, session_id: str, principal: str = LOCAL) -> Job | None:
+        jobs = self.in_session(session_id, principal)
         return jobs[-1] if jobs else None
 
     def keep(self, job: Job) -> None:

@@ -20,7 +20,6 @@ import anyio
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp_types import (
     CallToolResult,
     CompleteRequestParams,
@@ -42,6 +41,8 @@ from ..transport import stdio_transport
 from . import chat_tools, resources
 from . import prompts as prompt_handlers
 from .arguments import ArgumentMiddleware
+from .bus import PrincipalBus
+from .principal import principal
 from .state import (
     AppState,
     app_state,
@@ -74,8 +75,8 @@ INSTRUCTIONS = (
 
 def build_server(settings: Settings) -> MCPServer[AppState]:
     """An ``MCPServer`` wired to Ollama and the session store named in ``settings``."""
-    bus = InMemorySubscriptionBus()
-    peers = Peers(bus)
+    bus = PrincipalBus()
+    peers = Peers(bus, principal)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -91,9 +92,10 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
 
                 async def announce(job: Job) -> None:
                     """A stored turn changes its session resource (and the list, for a new session)."""
+                    who = job.plan.principal
                     if job.outcome is not None and job.outcome.new_session:
-                        await peers.resources_changed()
-                    await peers.resource_updated(session_uri(job.session_id))
+                        await peers.resources_changed(who)
+                    await peers.resource_updated(session_uri(job.session_id), who)
 
                 async def is_loaded(model: str) -> bool:
                     return model in await client.loaded_models()
@@ -254,10 +256,13 @@ async def _change_session(
     ctx: Context[AppState, Any], peers: Peers, session_id: str, *, delete: bool
 ) -> CallToolResult:
     store = app_state(ctx).store
+    who = principal(ctx)
 
     def change(sid: str) -> SessionInfo:
-        info = store.get_session(sid)
-        changed = info is not None and (store.delete_session(sid) if delete else store.clear_session(sid))
+        info = store.get_session(sid, principal=who)
+        changed = info is not None and (
+            store.delete_session(sid, principal=who) if delete else store.clear_session(sid, principal=who)
+        )
         if info is None or not changed:
             raise SessionNotFound(sid)
         return info
@@ -268,8 +273,8 @@ async def _change_session(
     except McpOllamaError as exc:
         return error_result(exc)
     if delete:
-        await peers.resources_changed()
-    await peers.resource_updated(session_uri(sid))
+        await peers.resources_changed(who)
+    await peers.resource_updated(session_uri(sid), who)
     result = SessionChange(session_id=sid, deleted=delete, cleared_messages=info.message_count)
     verb = "Deleted" if delete else "Cleared"
     return structured_result(f"{verb} session {sid} ({info.message_count} messages).", result)

@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -31,7 +32,8 @@ from ..core.waiting import follow
 from ..errors import McpOllamaError, SessionNotFound
 from ..protocol import cancel_check, wants_progress
 from ..results import ChatCancel, ChatResult, ChatStatus, Usage, complete_result, complete_text
-from ..store import validate_session_id
+from ..store import LOCAL, validate_session_id
+from .principal import principal
 from .state import AppState, app_state, error_result, session_uri, structured_result
 
 logger = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ async def chat(
         job = await start_chat(
             state,
             message,
+            principal=principal(ctx),
             session_id=session_id,
             model=model,
             options=options,
@@ -125,6 +128,7 @@ async def start_chat(
     include_thinking: bool = False,
     format: Format | None = None,
     images: Sequence[str] = (),
+    principal: str = LOCAL,
 ) -> Job:
     """Check a ``chat`` call's arguments (reading image files off the event loop) and start its job."""
     checked: tuple[Image, ...] = ()
@@ -139,6 +143,7 @@ async def start_chat(
         format=format,
         images=checked,
         include_thinking=include_thinking,
+        principal=principal,
     )
     return state.jobs.start(plan)
 
@@ -157,10 +162,11 @@ async def chat_result(
         sid = validate_session_id(session_id)
     except McpOllamaError as exc:
         return error_result(exc)
-    job = state.jobs.latest(sid)
+    who = principal(ctx)
+    job = state.jobs.latest(sid, who)
     if job is not None:
         return await _await_job(ctx, job, owner=False)
-    return await anyio.to_thread.run_sync(_from_store, state, sid)
+    return await anyio.to_thread.run_sync(_from_store, state, sid, who)
 
 
 async def cancel_chat(
@@ -173,8 +179,12 @@ async def cancel_chat(
     state = app_state(ctx)
     try:
         sid = validate_session_id(session_id)
-        running = [job for job in state.jobs.in_session(sid) if not job.done]
-        if not running and await anyio.to_thread.run_sync(state.store.get_session, sid) is None:
+        who = principal(ctx)
+        running = [job for job in state.jobs.in_session(sid, who) if not job.done]
+        if (
+            not running
+            and await anyio.to_thread.run_sync(partial(state.store.get_session, sid, principal=who)) is None
+        ):
             raise SessionNotFound(sid)
     except McpOllamaError as exc:
         return error_result(exc)
@@ -311,10 +321,10 @@ def _generating(job: Job) -> CallToolResult:
     return structured_result(text, result)
 
 
-def _from_store(state: AppState, sid: str) -> CallToolResult:
+def _from_store(state: AppState, sid: str, who: str) -> CallToolResult:
     """``chat_result`` with no job of this process in the session: what the store knows."""
-    record = state.store.latest_job(sid)
-    last = state.store.last_answer(sid)
+    record = state.store.latest_job(sid, principal=who)
+    last = state.store.last_answer(sid, principal=who)
     if record is not None and (last is None or record.started_at > last[0].created_at):
         found = state.jobs.stored_state(record)
         if found in (JobState.INTERRUPTED, JobState.CANCELLED):
@@ -336,7 +346,7 @@ def _from_store(state: AppState, sid: str) -> CallToolResult:
             )
             return structured_result(text, result)
     if last is None:
-        if state.store.get_session(sid) is None:
+        if state.store.get_session(sid, principal=who) is None:
             return error_result(SessionNotFound(sid))
         return structured_result(
             f"Session {sid} has no stored answer and nothing is being written.",

@@ -16,6 +16,7 @@ from pydantic import Field
 from ..errors import McpOllamaError, SessionNotFound
 from ..prompts import COMMON_LANGUAGES, STYLES, render_system_prompt
 from ..store import validate_session_id
+from .principal import principal
 from .state import AppState, app_state
 
 
@@ -41,13 +42,15 @@ def register(server: MCPServer[AppState]) -> None:
     ) -> list[dict[str, Any]]:
         """A stored local conversation as prompt messages, to continue it here."""
         store = app_state(ctx).store
+        who = principal(ctx)
         try:
             sid = validate_session_id(session_id)
         except McpOllamaError as exc:
             raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
-        if store.get_session(sid) is None:
+        if store.get_session(sid, principal=who) is None:
             raise MCPError(code=INVALID_PARAMS, message=str(SessionNotFound(sid)))
-        return [{"role": m.role, "content": {"type": "text", "text": m.content}} for m in store.messages(sid)]
+        messages = store.messages(sid, principal=who)
+        return [{"role": m.role, "content": {"type": "text", "text": m.content}} for m in messages]
 
 
 def _filter(candidates: list[str] | tuple[str, ...], prefix: str) -> Completion:
@@ -62,7 +65,9 @@ async def complete(ctx: ServerRequestContext[AppState], params: CompleteRequestP
     argument = params.argument
     completion = Completion(values=[])
     if argument.name == "session_id":
-        ids = await anyio.to_thread.run_sync(partial(state.store.session_ids, argument.value, limit=101))
+        ids = await anyio.to_thread.run_sync(
+            partial(state.store.session_ids, argument.value, limit=101, principal=principal(ctx))
+        )
         completion = Completion(values=ids[:100], has_more=len(ids) > 100)
     elif argument.name == "model":
         completion = _filter(await state.model_names(), argument.value)

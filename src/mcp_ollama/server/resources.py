@@ -9,6 +9,7 @@ by ``register`` from one table.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import anyio
@@ -36,6 +37,7 @@ from ..errors import BackendError, McpOllamaError, ModelNotFound
 from ..protocol import not_found_code
 from ..store import SessionInfo, validate_session_id
 from ..transcripts import transcript_json, transcript_markdown
+from .principal import principal
 from .state import SESSION_URI_PREFIX, SESSION_URI_TEMPLATE, AppState, app_state, session_uri
 
 MODEL_URI_PREFIX = "ollama://models/"
@@ -64,7 +66,12 @@ async def list_resources(
 ) -> ListResourcesResult:
     try:
         sessions, cursor = await anyio.to_thread.run_sync(
-            app_state(ctx).store.list_sessions, RESOURCES_PAGE_SIZE, params.cursor
+            partial(
+                app_state(ctx).store.list_sessions,
+                RESOURCES_PAGE_SIZE,
+                params.cursor,
+                principal=principal(ctx),
+            )
         )
     except ValueError:
         raise MCPError(code=INVALID_PARAMS, message="Invalid cursor") from None
@@ -100,7 +107,8 @@ async def session_for(ctx: ServerRequestContext[AppState], uri: str) -> SessionI
     if uri.startswith(SESSION_URI_PREFIX):
         try:
             sid = validate_session_id(uri[len(SESSION_URI_PREFIX) :])
-            info = await anyio.to_thread.run_sync(app_state(ctx).store.get_session, sid)
+            read = partial(app_state(ctx).store.get_session, sid, principal=principal(ctx))
+            info = await anyio.to_thread.run_sync(read)
         except McpOllamaError:
             info = None
     if info is None:
@@ -117,7 +125,7 @@ async def read_resource(
     store = app_state(ctx).store
 
     def render() -> ReadResourceResult:  # a long session is read and rendered off the event loop
-        messages = store.messages(info.id)
+        messages = store.messages(info.id, principal=info.principal)
         return ReadResourceResult(
             contents=[
                 TextResourceContents(

@@ -42,6 +42,7 @@ from ..protocol import _connection, is_modern
 from ..store import JobRecord
 from . import chat_tools
 from .arguments import argument_problem
+from .principal import principal
 from .state import AppState, app_state, error_result
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,11 @@ _serial = itertools.count(1)
 
 
 def requester_of(ctx: ServerRequestContext[Any, Any]) -> str:
-    """Who is asking, as task records name them (see the module docstring)."""
+    """Who is asking, as task records name them (see the module docstring): always within a principal."""
+    return f"{principal(ctx)}|{_requester(ctx)}"
+
+
+def _requester(ctx: ServerRequestContext[Any, Any]) -> str:
     state = app_state(ctx)
     connection = _connection(ctx)
     if not is_modern(ctx):
@@ -160,7 +165,7 @@ def _name(key: object, prefix: str) -> str:
 # ---------------------------------------------------------------------------- starting chat
 
 
-async def chat_job(state: AppState, arguments: Mapping[str, Any]) -> Job | CallToolResult:
+async def chat_job(state: AppState, arguments: Mapping[str, Any], principal: str) -> Job | CallToolResult:
     """Start ``chat`` with ``arguments`` as a job, or the ``isError`` result plain ``chat`` would give."""
     tool = _chat_tool_definition()
     problem = argument_problem(tool, dict(arguments))
@@ -172,7 +177,7 @@ async def chat_job(state: AppState, arguments: Mapping[str, Any]) -> Job | CallT
         return await chat_tools.start_chat(
             state,
             kwargs.pop("message"),
-            **{**kwargs, "images": kwargs.get("images") or ()},
+            **{**kwargs, "images": kwargs.get("images") or (), "principal": principal},
         )
     except McpOllamaError as exc:
         return error_result(exc)

@@ -34,6 +34,7 @@ from mcp_types import (
 )
 
 from ..protocol import _connection
+from .principal import principal
 from .state import app_state
 from .tasks import (
     POLL_INTERVAL_MS,
@@ -124,7 +125,7 @@ async def start_task(
             params = {"progressToken": token, "progress": value, "message": message}
             await connection.notify("notifications/progress", params)
 
-    started = await chat_job(state, arguments)
+    started = await chat_job(state, arguments, principal(ctx))
     if isinstance(started, CallToolResult):
         task = book.jobless(requester, ttl_ms, notify)
         created = legacy_view(task)  # a task begins working; it fails right after

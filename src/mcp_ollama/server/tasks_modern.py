@@ -38,6 +38,7 @@ from pydantic import Field
 from ..core.waiting import follow
 from ..protocol import is_modern
 from . import tasks_legacy
+from .principal import principal
 from .state import app_state
 from .tasks import (
     DEFAULT_TTL_MS,
@@ -161,7 +162,7 @@ class ChatTasks(Extension):
 async def answer_or_task(ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> HandlerResult:
     """The answer if it comes within ``DIRECT_ANSWER_SECONDS``, else a task handle."""
     state = app_state(ctx)
-    started = await chat_job(state, params.arguments or {})
+    started = await chat_job(state, params.arguments or {}, principal(ctx))
     if isinstance(started, CallToolResult):
         return started
     job = started

@@ -22,6 +22,8 @@ from .diagnose import describe_os_error, describe_sqlite_error, inspect_database
 from .jobs import JobQueries
 from .migrations import MIGRATIONS, _migrate, _refuse_foreign
 from .records import (
+    LOCAL,
+    PRINCIPAL_PATTERN,
     SESSION_ID_PATTERN,
     ImageNote,
     JobRecord,
@@ -29,12 +31,15 @@ from .records import (
     StoredMessage,
     derive_title,
     new_session_id,
+    session_key,
     validate_session_id,
 )
 from .sessions import SessionQueries
 
 __all__ = [
+    "LOCAL",
     "MIGRATIONS",
+    "PRINCIPAL_PATTERN",
     "SESSION_ID_PATTERN",
     "ChatStore",
     "ImageNote",
@@ -45,6 +50,7 @@ __all__ = [
     "describe_sqlite_error",
     "inspect_database",
     "new_session_id",
+    "session_key",
     "validate_session_id",
 ]
 

@@ -9,6 +9,7 @@ from typing import Any
 from .base import StoreBase
 from .records import (
     _JOB_COLUMNS,
+    LOCAL,
     JobRecord,
     StoredMessage,
     _decode_cursor,
@@ -17,6 +18,7 @@ from .records import (
     _message_from_row,
     _now,
     _page,
+    session_key,
 )
 
 
@@ -30,11 +32,11 @@ class JobQueries(StoreBase):
         with self._transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO jobs (id, session_id, model, status, owner, requester, started_at,"
-                " heartbeat_at, finished_at, expires_at, detail, result)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " heartbeat_at, finished_at, expires_at, detail, result, principal)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
-                    job.session_id,
+                    session_key(job.session_id, job.principal),
                     job.model,
                     job.status,
                     job.owner,
@@ -45,6 +47,7 @@ class JobQueries(StoreBase):
                     _format_time(job.expires_at) if job.expires_at else None,
                     job.detail,
                     job.result,
+                    job.principal,
                 ),
             )
 
@@ -72,12 +75,12 @@ class JobQueries(StoreBase):
                 "UPDATE jobs SET heartbeat_at = ? WHERE owner = ? AND status = 'running'", (_now(), owner)
             )
 
-    def latest_job(self, session_id: str) -> JobRecord | None:
-        """The most recently started recorded job of ``session_id``."""
+    def latest_job(self, session_id: str, *, principal: str = LOCAL) -> JobRecord | None:
+        """The most recently started recorded job of ``principal``'s ``session_id``."""
         with self._lock:
             row = self._conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE session_id = ? ORDER BY started_at DESC LIMIT 1",
-                (session_id,),
+                (session_key(session_id, principal),),
             ).fetchone()
         return None if row is None else _job_from_row(row)
 
@@ -86,13 +89,15 @@ class JobQueries(StoreBase):
             row = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else _job_from_row(row)
 
-    def last_answer(self, session_id: str) -> tuple[StoredMessage, dict[str, Any]] | None:
+    def last_answer(
+        self, session_id: str, *, principal: str = LOCAL
+    ) -> tuple[StoredMessage, dict[str, Any]] | None:
         """The session's newest assistant message and its meta (model, token counts)."""
         with self._lock:
             row = self._conn.execute(
                 "SELECT role, content, created_at, meta FROM messages"
                 " WHERE session_id = ? AND role = 'assistant' ORDER BY id DESC LIMIT 1",
-                (session_id,),
+                (session_key(session_id, principal),),
             ).fetchone()
         if row is None:
             return None

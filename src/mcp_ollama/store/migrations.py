@@ -93,11 +93,25 @@ def m004_add_message_thinking_and_images(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE messages ADD COLUMN images TEXT /* JSON: [{type, size, sha256}] */")
 
 
+def m005_add_principals(conn: sqlite3.Connection) -> None:
+    # Whose each session and job is: a bearer token's name over HTTP, 'local' for stdio and the
+    # shell (and for everything stored before). Another principal's session row is keyed
+    # 'principal/id', so two principals may use the same id and never see each other's.
+    conn.execute("ALTER TABLE sessions ADD COLUMN principal TEXT NOT NULL DEFAULT 'local'")
+    conn.execute("ALTER TABLE jobs ADD COLUMN principal TEXT NOT NULL DEFAULT 'local'")
+    # Listing is always one principal's sessions, newest first.
+    conn.execute("DROP INDEX idx_sessions_updated_at")
+    conn.execute(
+        "CREATE INDEX idx_sessions_principal_updated_at ON sessions(principal, updated_at DESC, id DESC)"
+    )
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_create_sessions_and_messages,
     m002_create_jobs,
     m003_create_session_leases,
     m004_add_message_thinking_and_images,
+    m005_add_principals,
 )
 
 

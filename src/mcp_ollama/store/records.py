@@ -22,6 +22,12 @@ _ABOVE_ID_CHARS = "\x7f"
 
 TITLE_MAX_CHARS = 60
 
+LOCAL = "local"
+"""The principal of every request that does not authenticate: stdio, the shell client."""
+PRINCIPAL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
+"""A bearer token's name: never holds the '/' that separates it from a session id in a row key."""
+_PRINCIPAL_RE = re.compile(PRINCIPAL_PATTERN)
+
 # Fixed width, UTC, microseconds: these strings sort the same way the instants do.
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -37,6 +43,26 @@ def validate_session_id(value: str) -> str:
     if _SESSION_ID_RE.fullmatch(value) is None:
         raise InvalidSessionId(value)
     return value
+
+
+def session_key(session_id: str, principal: str) -> str:
+    """The row key of ``principal``'s session ``session_id``: the id itself for ``local`` (so
+    every database from before principals keeps its keys), ``principal/id`` for anyone else.
+
+    Two principals may each have a session ``demo``; neither can reach the other's, since every
+    query goes through the key, and an id of someone else's is simply not found.
+    """
+    validate_session_id(session_id)
+    if principal == LOCAL:
+        return session_id
+    if not isinstance(principal, str) or _PRINCIPAL_RE.fullmatch(principal) is None:
+        raise ValueError(f"not a principal name: {principal!r}")
+    return f"{principal}/{session_id}"
+
+
+def _public(key: str) -> str:
+    """The session id a principal knows, from a row key."""
+    return key.rpartition("/")[2]
 
 
 def new_session_id() -> str:
@@ -96,6 +122,8 @@ class SessionInfo:
     """The last time a turn was added or the session was cleared."""
     turn_count: int
     message_count: int
+    principal: str = LOCAL
+    """Whose session it is: a token's name over HTTP, ``local`` otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +144,8 @@ class JobRecord:
     expires_at: datetime | None = None
     detail: str | None = None
     result: str | None = None
+    principal: str = LOCAL
+    """Whose job it is (the principal of its session)."""
 
 
 def _now() -> str:
@@ -132,14 +162,14 @@ def _parse_time(text: str) -> datetime:
 
 _SESSION_COLUMNS = """
     s.id, s.title, s.model, s.created_at, s.updated_at, s.turn_count,
-    (SELECT count(*) FROM messages AS m WHERE m.session_id = s.id)
+    (SELECT count(*) FROM messages AS m WHERE m.session_id = s.id), s.principal
 """
 
 _Row = tuple[Any, ...]
 
 _JOB_COLUMNS = (
     "id, session_id, model, status, owner, started_at, heartbeat_at, requester, finished_at,"
-    " expires_at, detail, result"
+    " expires_at, detail, result, principal"
 )
 
 
@@ -166,7 +196,7 @@ def _job_from_row(row: _Row) -> JobRecord:
 
     return JobRecord(
         id=row[0],
-        session_id=row[1],
+        session_id=_public(row[1]),
         model=row[2],
         status=row[3],
         owner=row[4],
@@ -177,18 +207,20 @@ def _job_from_row(row: _Row) -> JobRecord:
         expires_at=when(row[9]),
         detail=row[10],
         result=row[11],
+        principal=row[12],
     )
 
 
 def _session_from_row(row: _Row) -> SessionInfo:
     return SessionInfo(
-        id=row[0],
+        id=_public(row[0]),
         title=row[1],
         model=row[2],
         created_at=_parse_time(row[3]),
         updated_at=_parse_time(row[4]),
         turn_count=int(row[5]),
         message_count=int(row[6]),
+        principal=row[7],
     )
 
 

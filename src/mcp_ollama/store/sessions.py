@@ -1,4 +1,8 @@
-"""Sessions and their messages: every query, the turn's one transaction, and session leases."""
+"""Sessions and their messages: every query, the turn's one transaction, and session leases.
+
+Every session belongs to a principal (``LOCAL`` unless a caller says otherwise); each method
+takes the public session id and the principal, and reaches only that principal's rows.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from .records import (
     _ABOVE_ID_CHARS,
     _SESSION_COLUMNS,
     _SESSION_ID_RE,
+    LOCAL,
     ImageNote,
     SessionInfo,
     StoredMessage,
@@ -22,11 +27,12 @@ from .records import (
     _now,
     _page,
     _parse_time,
+    _public,
     _recent,
     _session_from_row,
     derive_title,
     encode_image_notes,
-    validate_session_id,
+    session_key,
 )
 
 
@@ -35,19 +41,19 @@ class SessionQueries(StoreBase):
 
     # --- reads ----------------------------------------------------------------------
 
-    def get_session(self, session_id: str) -> SessionInfo | None:
-        """The session's summary, or None if there is no such session."""
-        validate_session_id(session_id)
+    def get_session(self, session_id: str, *, principal: str = LOCAL) -> SessionInfo | None:
+        """The session's summary, or None if ``principal`` has no such session."""
+        key = session_key(session_id, principal)
         with self._lock:
             row = self._conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions AS s WHERE s.id = ?", (session_id,)
+                f"SELECT {_SESSION_COLUMNS} FROM sessions AS s WHERE s.id = ?", (key,)
             ).fetchone()
         return None if row is None else _session_from_row(row)
 
     def list_sessions(
-        self, limit: int = 50, cursor: str | None = None
+        self, limit: int = 50, cursor: str | None = None, *, principal: str = LOCAL
     ) -> tuple[list[SessionInfo], str | None]:
-        """One page of sessions, most recently active first, and the cursor for the next page.
+        """One page of ``principal``'s sessions, most recently active first, and the next cursor.
 
         The cursor is opaque; pass back what the previous call returned. It is None when
         there are no more sessions. Sessions created between pages show up only on a new
@@ -55,31 +61,34 @@ class SessionQueries(StoreBase):
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        query = f"SELECT {_SESSION_COLUMNS} FROM sessions AS s"
-        params: tuple[object, ...] = ()
+        session_key("x", principal)  # refuses a malformed principal
+        query = f"SELECT {_SESSION_COLUMNS} FROM sessions AS s WHERE s.principal = ?"
+        params: tuple[object, ...] = (principal,)
         if cursor is not None:
             # Keyset pagination: seek straight to the last row seen in the index,
             # so page 1000 costs the same as page 1 (OFFSET would scan the skipped rows).
-            query += " WHERE (s.updated_at, s.id) < (?, ?)"
-            params = _decode_cursor(cursor)
+            query += " AND (s.updated_at, s.id) < (?, ?)"
+            params += _decode_cursor(cursor)
         query += " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
         with self._lock:
             rows = self._conn.execute(query, (*params, limit + 1)).fetchall()
         page, next_cursor = _page(rows, limit, time_column=4)
         return [_session_from_row(row) for row in page], next_cursor
 
-    def recent_messages(self, session_id: str, max_turns: int) -> list[StoredMessage]:
+    def recent_messages(
+        self, session_id: str, max_turns: int, *, principal: str = LOCAL
+    ) -> list[StoredMessage]:
         """The last ``max_turns`` turns in chronological order; empty for an unknown session."""
-        validate_session_id(session_id)
+        key = session_key(session_id, principal)
         if max_turns < 0:
             raise ValueError("max_turns must not be negative")
         if max_turns == 0:
             return []  # LIMIT 0 would do, but a negative LIMIT means "no limit" in SQLite
         with self._lock:
-            return _recent(self._conn, session_id, max_turns)
+            return _recent(self._conn, key, max_turns)
 
     def begin_turn(
-        self, session_id: str, owner: str, max_turns: int, lease_seconds: float
+        self, session_id: str, owner: str, max_turns: int, lease_seconds: float, *, principal: str = LOCAL
     ) -> list[StoredMessage] | None:
         """Take ``session_id``'s lease for ``owner`` and read its last ``max_turns`` turns: one transaction.
 
@@ -88,24 +97,25 @@ class SessionQueries(StoreBase):
         (``append_turn(..., lease_owner=owner)`` or ``release_lease``), or ``lease_seconds``
         after its last renewal if its owner died.
         """
-        validate_session_id(session_id)
+        key = session_key(session_id, principal)
         now = datetime.now(UTC)
         with self._translate_errors(), self._transaction() as conn:
             row = conn.execute(
-                "SELECT owner, expires_at FROM session_leases WHERE session_id = ?", (session_id,)
+                "SELECT owner, expires_at FROM session_leases WHERE session_id = ?", (key,)
             ).fetchone()
             if row is not None and row[0] != owner and _parse_time(row[1]) > now:
                 return None
             conn.execute(
                 "INSERT OR REPLACE INTO session_leases (session_id, owner, expires_at) VALUES (?, ?, ?)",
-                (session_id, owner, _format_time(now + timedelta(seconds=lease_seconds))),
+                (key, owner, _format_time(now + timedelta(seconds=lease_seconds))),
             )
-            return _recent(conn, session_id, max(max_turns, 0))
+            return _recent(conn, key, max(max_turns, 0))
 
-    def release_lease(self, session_id: str, owner: str) -> None:
+    def release_lease(self, session_id: str, owner: str, *, principal: str = LOCAL) -> None:
         """End ``owner``'s lease on ``session_id`` (a turn that failed or was cancelled)."""
+        key = session_key(session_id, principal)
         with self._translate_errors(), self._transaction() as conn:
-            conn.execute("DELETE FROM session_leases WHERE session_id = ? AND owner = ?", (session_id, owner))
+            conn.execute("DELETE FROM session_leases WHERE session_id = ? AND owner = ?", (key, owner))
 
     def renew_leases(self, owner: str, lease_seconds: float) -> None:
         """Push back the end of every lease ``owner`` holds: it is alive and still writing."""
@@ -113,43 +123,45 @@ class SessionQueries(StoreBase):
         with self._translate_errors(), self._transaction() as conn:
             conn.execute("UPDATE session_leases SET expires_at = ? WHERE owner = ?", (until, owner))
 
-    def messages(self, session_id: str) -> list[StoredMessage]:
+    def messages(self, session_id: str, *, principal: str = LOCAL) -> list[StoredMessage]:
         """The whole transcript in chronological order.
 
         Raises ``SessionNotFound`` if there is no such session (a cleared session is
         found, with no messages).
         """
-        validate_session_id(session_id)
+        key = session_key(session_id, principal)
         with self._transaction("BEGIN") as conn:
-            exists = conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            exists = conn.execute("SELECT 1 FROM sessions WHERE id = ?", (key,)).fetchone()
             rows = conn.execute(
                 "SELECT role, content, created_at, thinking, images FROM messages"
                 " WHERE session_id = ? ORDER BY id",
-                (session_id,),
+                (key,),
             ).fetchall()
         if exists is None:
             raise SessionNotFound(session_id)
         return [_message_from_row(row) for row in rows]
 
-    def session_ids(self, prefix: str = "", limit: int = 100) -> list[str]:
-        """Ids starting with ``prefix`` (matched literally), most recently active first."""
+    def session_ids(self, prefix: str = "", limit: int = 100, *, principal: str = LOCAL) -> list[str]:
+        """``principal``'s ids starting with ``prefix`` (matched literally), most recently active first."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        scope = session_key("x", principal)[:-1]  # '' for local, 'name/' for anyone else
         if prefix == "":
-            query = "SELECT id FROM sessions ORDER BY updated_at DESC, id DESC LIMIT ?"
-            params: tuple[object, ...] = (limit,)
+            query = "SELECT id FROM sessions WHERE principal = ? ORDER BY updated_at DESC, id DESC LIMIT ?"
+            params: tuple[object, ...] = (principal, limit)
         else:
             if not isinstance(prefix, str) or _SESSION_ID_RE.fullmatch(prefix) is None:
                 return []  # no valid id can start with it
             # A range on the primary key, not LIKE: no wildcards to escape, and
             # case-sensitive like the ids themselves.
             query = (
-                "SELECT id FROM sessions WHERE id >= ? AND id < ? ORDER BY updated_at DESC, id DESC LIMIT ?"
+                "SELECT id FROM sessions WHERE id >= ? AND id < ? AND principal = ?"
+                " ORDER BY updated_at DESC, id DESC LIMIT ?"
             )
-            params = (prefix, prefix + _ABOVE_ID_CHARS, limit)
+            params = (scope + prefix, scope + prefix + _ABOVE_ID_CHARS, principal, limit)
         with self._lock:
             rows = self._conn.execute(query, params).fetchall()
-        return [str(row[0]) for row in rows]
+        return [_public(str(row[0])) for row in rows]
 
     def count_sessions(self) -> int:
         """How many sessions are stored."""
@@ -171,6 +183,7 @@ class SessionQueries(StoreBase):
         lease_owner: str | None = None,
         thinking: str | None = None,
         images: tuple[ImageNote, ...] = (),
+        principal: str = LOCAL,
     ) -> bool:
         """Store one turn (the user's message and the answer) atomically.
 
@@ -182,27 +195,25 @@ class SessionQueries(StoreBase):
         Returns True if this call created the session. Either the whole turn is written
         or, if anything fails, nothing is.
         """
-        validate_session_id(session_id)
+        key = session_key(session_id, principal)
         # Serialise before the transaction: a value JSON cannot hold fails here, early.
         meta_json = json.dumps({"model": model, **(meta or {})}, ensure_ascii=False)
         now = _now()
         with self._translate_errors(), self._transaction() as conn:
-            row = conn.execute(
-                "SELECT turn_count, title FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
+            row = conn.execute("SELECT turn_count, title FROM sessions WHERE id = ?", (key,)).fetchone()
             created = row is None
             if created:
                 conn.execute(
-                    "INSERT INTO sessions (id, title, model, created_at, updated_at, turn_count)"
-                    " VALUES (?, ?, ?, ?, ?, 0)",
-                    (session_id, derive_title(user), model, now, now),
+                    "INSERT INTO sessions (id, title, model, created_at, updated_at, turn_count, principal)"
+                    " VALUES (?, ?, ?, ?, ?, 0, ?)",
+                    (key, derive_title(user), model, now, now, principal),
                 )
                 turn = 1
             else:
                 turn = int(row[0]) + 1
-            self._insert_message(conn, session_id, turn, "user", user, now, images=encode_image_notes(images))
+            self._insert_message(conn, key, turn, "user", user, now, images=encode_image_notes(images))
             self._insert_message(
-                conn, session_id, turn, "assistant", assistant, now, meta_json=meta_json, thinking=thinking
+                conn, key, turn, "assistant", assistant, now, meta_json=meta_json, thinking=thinking
             )
             conn.execute(
                 """
@@ -211,7 +222,7 @@ class SessionQueries(StoreBase):
                     title = CASE WHEN title = '' THEN ? ELSE title END
                 WHERE id = ?
                 """,
-                (turn, now, model, derive_title(user), session_id),
+                (turn, now, model, derive_title(user), key),
             )
             if job_id is not None:
                 conn.execute(
@@ -220,7 +231,7 @@ class SessionQueries(StoreBase):
                 )
             if lease_owner is not None:
                 conn.execute(
-                    "DELETE FROM session_leases WHERE session_id = ? AND owner = ?", (session_id, lease_owner)
+                    "DELETE FROM session_leases WHERE session_id = ? AND owner = ?", (key, lease_owner)
                 )
         return created
 
@@ -243,45 +254,45 @@ class SessionQueries(StoreBase):
             (session_id, turn, role, content, created_at, meta_json, thinking, images),
         )
 
-    def remove_last_turn(self, session_id: str, *, drop_session: bool) -> None:
+    def remove_last_turn(self, session_id: str, *, drop_session: bool, principal: str = LOCAL) -> None:
         """Take back the session's newest turn, and the session too when ``drop_session`` (it made it).
 
         For a turn committed while the host cancelled the request: nobody was told of it.
         """
-        validate_session_id(session_id)
+        key = session_key(session_id, principal)
         with self._translate_errors(), self._transaction() as conn:
-            row = conn.execute("SELECT turn_count FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            row = conn.execute("SELECT turn_count FROM sessions WHERE id = ?", (key,)).fetchone()
             if row is None or int(row[0]) == 0:
                 return
             turn = int(row[0])
-            conn.execute("DELETE FROM messages WHERE session_id = ? AND turn = ?", (session_id, turn))
+            conn.execute("DELETE FROM messages WHERE session_id = ? AND turn = ?", (key, turn))
             if drop_session:
-                conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+                conn.execute("DELETE FROM sessions WHERE id = ?", (key,))
             else:
                 conn.execute(
                     "UPDATE sessions SET turn_count = ?, updated_at = ? WHERE id = ?",
-                    (turn - 1, _now(), session_id),
+                    (turn - 1, _now(), key),
                 )
 
-    def delete_session(self, session_id: str) -> bool:
+    def delete_session(self, session_id: str, *, principal: str = LOCAL) -> bool:
         """Delete the session and its messages. False if there was no such session."""
-        validate_session_id(session_id)
+        key = session_key(session_id, principal)
         with self._transaction() as conn:
-            cur = conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            cur = conn.execute("DELETE FROM sessions WHERE id = ?", (key,))
         return cur.rowcount > 0
 
-    def clear_session(self, session_id: str) -> bool:
+    def clear_session(self, session_id: str, *, principal: str = LOCAL) -> bool:
         """Drop the session's messages but keep the session. False if there was no such session.
 
         The turn count goes back to 0 and the title is emptied; the next turn titles it anew.
         """
-        validate_session_id(session_id)
+        key = session_key(session_id, principal)
         with self._transaction() as conn:
             cur = conn.execute(
                 "UPDATE sessions SET turn_count = 0, title = '', updated_at = ? WHERE id = ?",
-                (_now(), session_id),
+                (_now(), key),
             )
             if cur.rowcount == 0:
                 return False
-            conn.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM messages WHERE session_id = ?", (key,))
         return True
