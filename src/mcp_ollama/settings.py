@@ -84,6 +84,12 @@ class Settings:
     """Load the default model in the background when the server starts."""
     log_level: str = "WARNING"
     """Threshold for the server's own log on stderr."""
+    http_bind: str = "127.0.0.1"
+    """Address ``serve --http`` listens on."""
+    http_port: int = 8765
+    """Port ``serve --http`` listens on."""
+    tokens_file: str | None = None
+    """Bearer tokens (names and hashes) ``serve --http`` accepts; ``None``: no auth, loopback only."""
 
     @property
     def ollama_auth(self) -> str:
@@ -280,6 +286,25 @@ SETTINGS_SPEC: tuple[SettingSpec, ...] = (
         "Level of the server's log on stderr: DEBUG, INFO, WARNING, ERROR. Default WARNING.",
         "LEVEL",
     ),
+    SettingSpec(
+        "http_bind",
+        "--bind",
+        "MCP_OLLAMA_BIND",
+        "Address serve --http listens on. Default 127.0.0.1; any other than loopback needs --tokens-file.",
+        "ADDRESS",
+    ),
+    SettingSpec(
+        "http_port", "--port", "MCP_OLLAMA_PORT", "Port serve --http listens on. Default 8765.", "PORT"
+    ),
+    SettingSpec(
+        "tokens_file",
+        "--tokens-file",
+        "MCP_OLLAMA_TOKENS_FILE",
+        "File of bearer tokens (names and SHA-256 hashes) serve --http accepts; add one with "
+        "mcp-ollama tokens add NAME. Without it, serve --http asks for no token and listens on loopback "
+        "only.",
+        "PATH",
+    ),
 )
 
 
@@ -381,6 +406,15 @@ def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str] | 
         values["db_path"] = db if db == ":memory:" else str(Path(db).expanduser())
     if "keep_alive" in raw:
         values["keep_alive"] = raw["keep_alive"].strip()
+    if "http_bind" in raw:
+        values["http_bind"] = raw["http_bind"].strip().removeprefix("[").removesuffix("]")
+    if "http_port" in raw:
+        port = _positive_number(names["http_port"], raw["http_port"], int)
+        if port > 65535:
+            raise SettingsError(f"{names['http_port']}: {raw['http_port']!r} is not a port (1-65535)")
+        values["http_port"] = port
+    if "tokens_file" in raw:
+        values["tokens_file"] = str(Path(raw["tokens_file"]).expanduser())
     if "log_level" in raw:
         level = raw["log_level"].strip().upper()
         if level not in LOG_LEVELS:

@@ -170,7 +170,23 @@ def build_parser() -> CommandParser:
         "serve",
         help="speak MCP on stdin/stdout (the default): what an MCP host runs",
         usage="%(prog)s [SETTINGS]",
-        description="Speak MCP (JSON-RPC) on stdin/stdout until the host closes stdin.",
+        description="Speak MCP (JSON-RPC) on stdin/stdout until the host closes stdin. With --http, "
+        "serve MCP over streamable HTTP at http://BIND:PORT/mcp instead (plus POST /chat and /healthz).",
+    )
+    serve.option(
+        "--http",
+        dest="serve_http",
+        action="store_true",
+        help="serve MCP over streamable HTTP (--bind, --port, --tokens-file) instead of stdio",
+    )
+    serve.option(
+        "--allowed-host",
+        dest="allowed_hosts",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="with --http: a host name clients (or your reverse proxy) use, accepted in Host and Origin "
+        "headers besides loopback and the bind address; repeat for several",
     )
     _add_settings(serve)
     doctor = parser.command(
@@ -184,6 +200,7 @@ def build_parser() -> CommandParser:
     _add_settings(doctor)
     _add_ask(parser, commands)
     _add_sessions(parser, commands)
+    _add_tokens(parser, commands)
     models = parser.command(
         commands,
         "models",
@@ -270,6 +287,27 @@ def _add_sessions(parser: CommandParser, commands: argparse._SubParsersAction[An
     _add_settings(delete, shown={"db_path"})
 
 
+def _add_tokens(parser: CommandParser, commands: argparse._SubParsersAction[Any]) -> None:
+    tokens = parser.command(
+        commands,
+        "tokens",
+        help="manage the bearer tokens serve --http accepts",
+        description="Bearer tokens for serve --http: each has a name (who uses it); the file keeps "
+        "hashes only.",
+    )
+    actions = tokens.add_subparsers(dest="tokens_command", title="actions", metavar="ACTION")
+    add = tokens.command(
+        actions,
+        "add",
+        help="make a new token for NAME, print it once",
+        usage="%(prog)s NAME --tokens-file PATH",
+        description="Make a random token for NAME, append its SHA-256 hash to the tokens file (created if "
+        "missing, owner-only) and print the token on stdout, once. A name already in the file is refused.",
+    )
+    add.option("token_name", metavar="NAME", help="who will use the token: letters, digits, . _ @ -")
+    _add_settings(add, shown={"tokens_file"})
+
+
 def configure_logging(level: str) -> None:
     """Our log, and the SDK's, to stderr only: stdout carries JSON-RPC (or the answer)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -318,6 +356,19 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
         from .models import models
 
         return models(settings)
+    if command == "tokens":
+        from .tokens import tokens_add
+
+        if getattr(args, "tokens_command", None) != "add":
+            print(
+                "mcp-ollama: say what to do: mcp-ollama tokens add NAME --tokens-file PATH", file=sys.stderr
+            )
+            return 2
+        return tokens_add(settings, args.token_name)
+    if command == "serve" and getattr(args, "serve_http", False):
+        from .http import serve_http
+
+        return serve_http(settings, args.allowed_hosts)
     if command == "doctor":
         from .doctor import doctor
 

@@ -1,0 +1,1 @@
+"""How MCP reaches the server: stdio (``..transport``) and streamable HTTP (``http``)."""

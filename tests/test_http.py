@@ -1,0 +1,259 @@
+"""``serve --http``: the real server in a subprocess on loopback, the SDK's streamable HTTP client in
+both eras, bearer tokens, DNS-rebinding protection, ``/healthz`` and the demo's ``POST /chat``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.context import ServerRequestContext
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from mcp_ollama.auth import add_token, hash_token
+from mcp_ollama.cli import main
+from mcp_ollama.server.principal import principal
+from mcp_ollama.transports.exposure import check_exposure
+
+from .conftest import client_for, free_port
+from .fake_ollama import Behavior, FakeOllama
+
+READY_LIMIT = 60.0
+"""Generous: a loaded CI machine may take long to import the SDK; the loop returns as soon as it is up."""
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@dataclass
+class HttpServer:
+    url: str
+    tokens_file: Path
+    tokens: dict[str, str]
+    process: subprocess.Popen[bytes]
+
+    @property
+    def mcp_url(self) -> str:
+        return self.url + "/mcp"
+
+    def auth(self, name: str = "alice") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[name]}"}
+
+
+def _child_env(home: Path) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MCP_OLLAMA_", "OLLAMA_")) and k != "HOME"
+    }
+    return {**env, "HOME": str(home), "XDG_DATA_HOME": str(home / "data")}
+
+
+@pytest.fixture(scope="module")
+def server(_fake_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    """One server for the module, with tokens for alice and bob, on a free loopback port."""
+    root = tmp_path_factory.mktemp("http")
+    tokens_file = root / "tokens"
+    tokens = {name: add_token(tokens_file, name) for name in ("alice", "bob")}
+    port = free_port()
+    argv = [sys.executable, "-m", "mcp_ollama", "serve", "--http", "--port", str(port)]
+    argv += ["--tokens-file", str(tokens_file), "--db", str(root / "s.sqlite3")]
+    argv += ["--ollama-host", _fake_server.url, "--preload", "off", "--log-level", "INFO"]
+    process = subprocess.Popen(argv, env=_child_env(root), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(url, process)
+        yield HttpServer(url, tokens_file, tokens, process)
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=15)
+    assert process.returncode == 0
+    assert out == b"", "nothing on stdout: logs go to stderr"
+
+
+def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_LIMIT
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited while starting"
+        try:
+            if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the server did not answer /healthz within {READY_LIMIT:g} s")
+
+
+@asynccontextmanager
+async def mcp_client(server: HttpServer, era: str, name: str = "alice") -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP, in ``era``, with ``name``'s token."""
+    async with (
+        create_mcp_http_client(headers=server.auth(name)) as http,
+        client_for(streamable_http_client(server.mcp_url, http_client=http), era) as client,
+    ):
+        yield client
+
+
+def test_healthz_answers_without_auth(server: HttpServer) -> None:
+    answer = httpx.get(server.url + "/healthz")
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "ok" and answer.json()["version"]
+
+
+@pytest.mark.anyio
+async def test_tools_and_a_chat_over_http(server: HttpServer, fake: FakeOllama, era: str) -> None:
+    async with mcp_client(server, era) as client:
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        answer = await client.call_tool("chat", {"message": "hello over http"})
+    assert {"chat", "chat_result", "cancel_chat", "list_models"} <= tools
+    assert answer.is_error is False
+    assert answer.structured_content is not None and answer.structured_content["status"] == "complete"
+    assert fake.chat_requests[-1]["messages"][-1]["content"] == "hello over http"
+
+
+@pytest.mark.anyio
+async def test_progress_and_cancel_over_http(server: HttpServer, fake: FakeOllama, era: str) -> None:
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    fake.enqueue(Behavior(token_count=2000, token_delay=0.02))
+    async with mcp_client(server, era) as client:
+        async with anyio.create_task_group() as tg:
+
+            async def call() -> None:
+                await client.call_tool(
+                    "chat", {"message": "long", "session_id": f"cancel-{era}"}, progress_callback=on_progress
+                )
+
+            tg.start_soon(call)
+            with anyio.fail_after(10):
+                while len(progress) < 2:
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+        assert await anyio.to_thread.run_sync(fake.wait_for_hangup, 10.0)
+        listed = await client.list_resources()
+    assert progress == sorted(set(progress))
+    assert all(r.uri != f"chat://sessions/cancel-{era}" for r in listed.resources)
+
+
+@pytest.mark.parametrize("path", ["/mcp", "/chat"])
+@pytest.mark.parametrize("token", [None, "not-a-token", "alice"])
+def test_no_or_bad_token_gets_401_naming_nobody(server: HttpServer, path: str, token: str | None) -> None:
+    # "alice" is a name, not a token: a name is no credential
+    headers = {**MCP_HEADERS, **({"Authorization": f"Bearer {token}"} if token else {})}
+    answer = httpx.post(server.url + path, json=INITIALIZE, headers=headers)
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "alice" not in answer.text and "bob" not in answer.text
+
+
+@pytest.mark.parametrize("path", ["/mcp", "/chat"])
+@pytest.mark.parametrize(
+    ("header", "value", "status"),
+    [("Host", "evil.example", 421), ("Origin", "http://evil.example", 403)],
+)
+def test_dns_rebinding_is_refused(
+    server: HttpServer, path: str, header: str, value: str, status: int
+) -> None:
+    headers = {**MCP_HEADERS, **server.auth(), header: value}
+    body = INITIALIZE if path == "/mcp" else {"message": "hi"}
+    answer = httpx.post(server.url + path, json=body, headers=headers)
+    assert answer.status_code == status
+    allowed = httpx.post(server.url + "/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **server.auth()})
+    assert allowed.status_code == 200
+
+
+def test_post_chat_remembers_the_first_call(server: HttpServer, fake: FakeOllama) -> None:
+    with httpx.Client(base_url=server.url, headers=server.auth(), timeout=30) as http:
+        first = http.post("/chat", json={"message": "My name is Ada."})
+        assert first.status_code == 200, first.text
+        sid = first.json()["session_id"]
+        assert first.json()["answer"]
+        second = http.post("/chat", json={"session_id": sid, "message": "What is my name?"})
+    assert second.status_code == 200, second.text
+    assert second.json()["session_id"] == sid
+    sent = [m["content"] for m in fake.chat_requests[-1]["messages"]]
+    assert "My name is Ada." in sent and first.json()["answer"] in sent
+    assert sent[-1] == "What is my name?"
+
+
+def test_post_chat_errors_are_json_sentences(server: HttpServer, fake: FakeOllama) -> None:
+    with httpx.Client(base_url=server.url, headers=server.auth(), timeout=30) as http:
+        bad_id = http.post("/chat", json={"session_id": "../etc", "message": "hi"})
+        no_message = http.post("/chat", json={"session": "x"})
+        fake.enqueue(Behavior(status=500, error="runner crashed"))
+        ollama_failed = http.post("/chat", json={"message": "hi"})
+    assert bad_id.status_code == 400 and bad_id.json()["error"]
+    assert no_message.status_code == 400 and "session" in no_message.json()["error"]
+    assert ollama_failed.status_code == 502 and "runner crashed" in ollama_failed.json()["error"]
+
+
+def test_tokens_add_prints_a_token_that_works_at_once(server: HttpServer) -> None:
+    argv = [sys.executable, "-m", "mcp_ollama", "tokens", "add", "carol"]
+    done = subprocess.run([*argv, "--tokens-file", str(server.tokens_file)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    stored = server.tokens_file.read_text(encoding="utf-8")
+    assert token not in stored and hash_token(token).hex() in stored
+    answer = httpx.post(
+        server.url + "/chat", json={"message": "hi"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert answer.status_code == 200, answer.text
+    again = subprocess.run([*argv, "--tokens-file", str(server.tokens_file)], capture_output=True, text=True)
+    assert again.returncode == 2 and "already" in again.stderr and again.stdout == ""
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "192.168.1.20", "::"])
+def test_binding_beyond_loopback_without_tokens_is_refused(
+    bind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--http", "--bind", bind, "--port", str(free_port())]) == 2
+    assert "--tokens-file" in capsys.readouterr().err
+
+
+def test_a_missing_tokens_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = str(tmp_path / "nope")
+    assert main(["serve", "--http", "--port", str(free_port()), "--tokens-file", missing]) == 2
+    assert "tokens add" in capsys.readouterr().err
+
+
+def test_principal_is_the_token_name_or_local() -> None:
+    def context(request: object) -> ServerRequestContext[None]:
+        return ServerRequestContext(
+            session=None,  # type: ignore[arg-type]
+            lifespan_context=None,
+            protocol_version="2025-11-25",
+            method="tools/call",
+            request=request,
+        )
+
+    user = AuthenticatedUser(AccessToken(token="t", client_id="alice", subject="alice", scopes=[]))
+    assert principal(context(SimpleNamespace(scope={"type": "http", "user": user}))) == "alice"
+    assert principal(context(SimpleNamespace(scope={"type": "http"}))) == "local"
+    assert principal(context(None)) == "local"
+
+
+def test_loopback_without_tokens_is_allowed() -> None:
+    for bind in ("127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"):
+        check_exposure(bind, None)
