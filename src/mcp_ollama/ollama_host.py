@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -143,3 +144,27 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def parse_ollama_hosts(value: str | Sequence[str] | None) -> list[OllamaHost]:
+    """Several Ollama servers: a comma-separated ``OLLAMA_HOST`` list, or the values of a flag
+    given several times (each of which may itself hold a list).
+
+    Each item is read like a single ``OLLAMA_HOST`` (``parse_ollama_host``), credentials kept off
+    its URL. Empty items are skipped; nothing at all means the one default server. A comma inside
+    a password must be written ``%2C``. The same server named twice is an error, since it would
+    count its chats in two places.
+    """
+    items = [value] if isinstance(value, str) or value is None else list(value)
+    parts = [part for item in items for part in (item or "").split(",") if part.strip()]
+    if not parts:
+        return [parse_ollama_host(None)]
+    hosts: list[OllamaHost] = []
+    seen: set[str] = set()
+    for part in parts:
+        host = parse_ollama_host(part)
+        if host.url in seen:
+            raise SettingsError(f"OLLAMA_HOST names {host.url} twice; list each Ollama server once")
+        seen.add(host.url)
+        hosts.append(host)
+    return hosts

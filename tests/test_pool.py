@@ -1,0 +1,342 @@
+"""OllamaPool against two loopback fake Ollamas: routing, slots, failover, and the host-list parser."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from mcp_ollama.backend import ChatMessage, ChatRequest, OllamaClient
+from mcp_ollama.backend.pool import DEFAULT_MAX_PARALLEL, OllamaPool, OnWait, model_key
+from mcp_ollama.errors import ModelNotFound, OllamaStatusError, OllamaUnreachable, SettingsError
+from mcp_ollama.ollama_host import DEFAULT_OLLAMA_URL, parse_ollama_hosts
+
+from .fake_ollama import LLAMA3, QWEN3, Behavior, FakeOllama
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 5.0
+"""Seconds a test waits for a condition before it fails; never a measure of speed."""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def fake_a() -> Iterator[FakeOllama]:
+    with FakeOllama(models=[LLAMA3]) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_b() -> Iterator[FakeOllama]:
+    with FakeOllama(models=[QWEN3]) as server:
+        yield server
+
+
+def client(fake: FakeOllama) -> OllamaClient:
+    return OllamaClient(fake.url, connect_timeout=2.0, read_timeout=10.0)
+
+
+@pytest.fixture
+async def pool(fake_a: FakeOllama, fake_b: FakeOllama) -> AsyncIterator[OllamaPool]:
+    async with OllamaPool([client(fake_a), client(fake_b)], max_parallel=4) as opened:
+        yield opened
+
+
+def chat(model: str, text: str = "hello there") -> ChatRequest:
+    return ChatRequest(model=model, messages=[ChatMessage(role="user", content=text)])
+
+
+async def answer(pool: OllamaPool, request: ChatRequest, on_wait: OnWait | None = None) -> str:
+    async with pool.chat_stream(request, on_wait=on_wait) as chunks:
+        return "".join([chunk.message.content async for chunk in chunks if chunk.message])
+
+
+def paths(fake: FakeOllama) -> list[str]:
+    return [f"{r.method} {r.path}" for r in fake.requests]
+
+
+# --- routing ------------------------------------------------------------------------------------
+
+
+async def test_each_chat_goes_to_a_server_that_has_its_model(
+    pool: OllamaPool, fake_a: FakeOllama, fake_b: FakeOllama
+) -> None:
+    assert await answer(pool, chat("qwen3:8b"))
+    assert await answer(pool, chat("llama3:8b"))
+    assert [body["model"] for body in fake_a.chat_requests] == ["llama3:8b"]
+    assert [body["model"] for body in fake_b.chat_requests] == ["qwen3:8b"]
+
+
+async def test_a_name_without_a_tag_means_latest(fake_a: FakeOllama, fake_b: FakeOllama) -> None:
+    fake_b.models.append(dataclasses.replace(LLAMA3, name="mistral:latest"))
+    async with OllamaPool([client(fake_a), client(fake_b)]) as pool:
+        assert await answer(pool, chat("mistral"))
+    assert fake_a.chat_requests == []
+    assert [body["model"] for body in fake_b.chat_requests] == ["mistral"]
+    assert model_key("Mistral") == model_key("mistral:latest") != model_key("mistral:7b")
+    assert model_key("host:5000/team/mistral") == "host:5000/team/mistral:latest"
+
+
+async def test_the_server_with_fewest_chats_in_flight_gets_the_next(
+    fake_a: FakeOllama, fake_b: FakeOllama
+) -> None:
+    fake_b.models[:] = [LLAMA3]
+    async with OllamaPool([client(fake_a), client(fake_b)], max_parallel=4) as pool, AsyncExitStack() as held:
+        for expected in ({fake_a.url: 1, fake_b.url: 0}, {fake_a.url: 1, fake_b.url: 1}):
+            await held.enter_async_context(pool.chat_stream(chat("llama3:8b")))
+            assert pool.in_flight() == expected
+        await held.enter_async_context(pool.chat_stream(chat("llama3:8b")))
+        assert pool.in_flight() == {fake_a.url: 2, fake_b.url: 1}
+    assert pool.in_flight() == {fake_a.url: 0, fake_b.url: 0}
+    assert (len(fake_a.chat_requests), len(fake_b.chat_requests)) == (2, 1)
+
+
+async def test_model_details_come_from_a_server_that_has_the_model(
+    pool: OllamaPool, fake_b: FakeOllama
+) -> None:
+    catalog = await pool.catalog_for("qwen3:8b")
+    assert catalog.url == fake_b.url
+    assert (await catalog.show("qwen3:8b")).context_length == QWEN3.context_length
+    assert (await pool.catalog_client("qwen3:8b")).base_url == fake_b.url
+    with pytest.raises(ModelNotFound):  # qwen3 means qwen3:latest, which no server has
+        await pool.catalog_for("qwen3")
+
+
+async def test_an_unknown_model_names_the_models_of_every_server(
+    pool: OllamaPool, fake_a: FakeOllama, fake_b: FakeOllama
+) -> None:
+    with pytest.raises(ModelNotFound) as caught:
+        await answer(pool, chat("llama3:70b"))
+    assert caught.value.pulled == ["llama3:8b", "qwen3:8b"]
+    assert "Did you mean 'llama3:8b'?" in str(caught.value)
+    assert fake_a.url in str(caught.value) and fake_b.url in str(caught.value)
+    assert fake_a.chat_requests == fake_b.chat_requests == []
+
+
+async def test_a_model_pulled_since_the_list_was_read_is_found(pool: OllamaPool, fake_b: FakeOllama) -> None:
+    assert await answer(pool, chat("llama3:8b"))  # both lists read and cached
+    fake_b.models.append(dataclasses.replace(LLAMA3, name="phi3:mini"))
+    assert await answer(pool, chat("phi3:mini"))
+    assert [body["model"] for body in fake_b.chat_requests] == ["phi3:mini"]
+
+
+async def test_where_says_which_server_has_which_model(
+    pool: OllamaPool, fake_a: FakeOllama, fake_b: FakeOllama
+) -> None:
+    found = await pool.where()
+    assert list(found) == [fake_a.url, fake_b.url]
+    assert found[fake_a.url].models == ["llama3:8b"] and found[fake_a.url].error is None
+    assert found[fake_b.url].models == ["qwen3:8b"]
+    fake_b.stop()
+    found = await pool.where(fresh=True)
+    assert found[fake_a.url].models == ["llama3:8b"]
+    down = found[fake_b.url]
+    assert down.models == []
+    assert down.error is not None and "unreachable" in down.error
+
+
+# --- failover -----------------------------------------------------------------------------------
+
+
+async def test_a_chat_goes_to_the_other_server_when_one_stops(fake_a: FakeOllama, fake_b: FakeOllama) -> None:
+    fake_b.models[:] = [LLAMA3]
+    async with OllamaPool([client(fake_a), client(fake_b)]) as pool:
+        assert await answer(pool, chat("llama3:8b"))
+        assert len(fake_a.chat_requests) == 1  # the lists are read and cached now
+        fake_a.stop()
+        assert await answer(pool, chat("llama3:8b"))
+        assert await answer(pool, chat("llama3:8b"))
+        assert len(fake_b.chat_requests) == 2
+        assert (await pool.where(fresh=True))[fake_a.url].error is not None
+
+
+async def test_a_busy_server_passes_the_chat_to_the_next(fake_a: FakeOllama, fake_b: FakeOllama) -> None:
+    fake_b.models[:] = [LLAMA3]
+    fake_a.enqueue(Behavior(status=503, error="server busy, please try again"))
+    async with OllamaPool([client(fake_a), client(fake_b)]) as pool:
+        assert await answer(pool, chat("llama3:8b"))
+    assert (len(fake_a.chat_requests), len(fake_b.chat_requests)) == (1, 1)
+
+
+async def test_a_bad_request_is_not_tried_on_another_server(fake_a: FakeOllama, fake_b: FakeOllama) -> None:
+    fake_b.models[:] = [LLAMA3]
+    fake_a.enqueue(Behavior(status=400, error="invalid options"))
+    async with OllamaPool([client(fake_a), client(fake_b)]) as pool:
+        with pytest.raises(OllamaStatusError) as caught:
+            await answer(pool, chat("llama3:8b"))
+    assert caught.value.status == 400
+    assert fake_b.chat_requests == []
+
+
+async def test_a_model_removed_since_listing_is_found_on_the_other_server(
+    fake_a: FakeOllama, fake_b: FakeOllama
+) -> None:
+    fake_b.models[:] = [LLAMA3]
+    async with OllamaPool([client(fake_a), client(fake_b)]) as pool:
+        assert await answer(pool, chat("llama3:8b"))
+        fake_a.models[:] = [QWEN3]  # the cached list still says llama3 is on A
+        assert await answer(pool, chat("llama3:8b"))
+    assert (len(fake_a.chat_requests), len(fake_b.chat_requests)) == (2, 1)
+
+
+async def test_every_server_busy_gives_the_last_answer(fake_a: FakeOllama, fake_b: FakeOllama) -> None:
+    fake_b.models[:] = [LLAMA3]
+    fake_a.enqueue(Behavior(status=503))
+    fake_b.enqueue(Behavior(status=500, error="runner crashed"))
+    async with OllamaPool([client(fake_a), client(fake_b)]) as pool:
+        with pytest.raises(OllamaStatusError) as caught:
+            await answer(pool, chat("llama3:8b"))
+    assert caught.value.status == 500 and caught.value.url == fake_b.url
+
+
+async def test_no_server_answering_names_every_server(fake_a: FakeOllama, fake_b: FakeOllama) -> None:
+    async with OllamaPool([client(fake_a), client(fake_b)]) as pool:
+        fake_a.stop()
+        fake_b.stop()
+        with pytest.raises(OllamaUnreachable) as caught:
+            await answer(pool, chat("llama3:8b"))
+        assert fake_a.url in str(caught.value) and fake_b.url in str(caught.value)
+        with pytest.raises(OllamaUnreachable):  # both passed over as down now: still an answer
+            await answer(pool, chat("llama3:8b"))
+
+
+async def test_a_server_down_for_long_is_tried_again(fake_a: FakeOllama, fake_b: FakeOllama) -> None:
+    fake_b.models[:] = [LLAMA3]
+    port = fake_a.port
+    async with OllamaPool([client(fake_a), client(fake_b)], down_seconds=0.0) as pool:
+        fake_a.stop()
+        assert await answer(pool, chat("llama3:8b"))  # on B
+        with FakeOllama(port=port, models=[LLAMA3]) as again:
+            assert await answer(pool, chat("llama3:8b"))
+            assert len(again.chat_requests) == 1
+
+
+# --- slots --------------------------------------------------------------------------------------
+
+
+async def test_a_chat_waits_for_a_free_slot_and_says_so(fake_a: FakeOllama) -> None:
+    waits: list[str] = []
+    waiting = anyio.Event()
+    second: list[str] = []
+
+    def on_wait(message: str) -> None:
+        waits.append(message)
+        waiting.set()
+
+    async def second_chat(pool: OllamaPool) -> None:
+        async with pool.chat_stream(chat("llama3:8b", "second"), on_wait=on_wait) as chunks:
+            second.extend([c.message.content async for c in chunks if c.message])
+
+    with anyio.fail_after(LIMIT):
+        # Leaving the first chat's block (before the task group's) gives its slot to the second.
+        async with (
+            OllamaPool([client(fake_a)], max_parallel=1) as pool,
+            anyio.create_task_group() as tg,
+            pool.chat_stream(chat("llama3:8b", "first")) as first,
+        ):
+            tg.start_soon(second_chat, pool)
+            await waiting.wait()
+            assert waits == [f"waiting for a free slot on {fake_a.url[7:]} (1 chat in flight)…"]
+            assert len(fake_a.chat_requests) == 1
+            assert [c async for c in first][-1].done
+    assert second
+    assert [body["messages"][-1]["content"] for body in fake_a.chat_requests] == ["first", "second"]
+    assert waits == [waits[0]] and pool.in_flight() == {fake_a.url: 0}
+
+
+async def test_a_cancelled_waiter_gives_up_its_place(fake_a: FakeOllama) -> None:
+    waiting = anyio.Event()
+    async with OllamaPool([client(fake_a)], max_parallel=1) as pool:
+        with anyio.fail_after(LIMIT):
+            async with pool.slot("llama3:8b"), anyio.create_task_group() as tg:
+
+                async def wait_in_line() -> None:
+                    async with pool.slot("llama3:8b", on_wait=lambda _: waiting.set()):
+                        pytest.fail("the slot was never free")
+
+                tg.start_soon(wait_in_line)
+                await waiting.wait()
+                tg.cancel_scope.cancel()
+            assert pool.in_flight() == {fake_a.url: 0}
+            assert await answer(pool, chat("llama3:8b"))
+
+
+async def test_an_async_on_wait_is_awaited(fake_a: FakeOllama, fake_b: FakeOllama) -> None:
+    told: list[str] = []
+    waiting = anyio.Event()
+
+    async def on_wait(message: str) -> None:
+        await anyio.lowlevel.checkpoint()
+        told.append(message)
+        waiting.set()
+
+    fake_b.models[:] = [LLAMA3]
+    async with OllamaPool([client(fake_a), client(fake_b)], max_parallel=1) as pool:
+        with anyio.fail_after(LIMIT):
+            async with pool.slot("llama3:8b"), pool.slot("llama3:8b"), anyio.create_task_group() as tg:
+                tg.start_soon(answer, pool, chat("llama3:8b"), on_wait)
+                await waiting.wait()
+                tg.cancel_scope.cancel()
+        both = f"{fake_a.url[7:]} or {fake_b.url[7:]}"
+        assert told == [f"waiting for a free slot on {both} (2 chats in flight)…"]
+        assert pool.in_flight() == {fake_a.url: 0, fake_b.url: 0}
+
+
+# --- one server ---------------------------------------------------------------------------------
+
+
+async def test_one_server_is_used_as_before(fake_a: FakeOllama) -> None:
+    async with OllamaPool([client(fake_a)]) as pool, client(fake_a) as alone:
+        assert await answer(pool, chat("llama3:8b"))
+        assert (await pool.catalog_for("llama3:8b")).url == fake_a.url
+        assert paths(fake_a) == ["POST /api/chat"]  # no /api/tags on the way
+        with pytest.raises(ModelNotFound) as pooled:
+            await answer(pool, chat("nope:1b"))
+        with pytest.raises(ModelNotFound) as direct:
+            async with alone.chat_stream(chat("nope:1b")):
+                pass
+        assert str(pooled.value) == str(direct.value) and pooled.value.pulled is None
+        fake_a.stop()
+        with pytest.raises(OllamaUnreachable) as pooled_down:
+            await answer(pool, chat("llama3:8b"))
+        with pytest.raises(OllamaUnreachable) as direct_down:
+            async with alone.chat_stream(chat("llama3:8b")):
+                pass
+        assert str(pooled_down.value) == str(direct_down.value)
+
+
+def test_the_default_slot_count_is_ollamas() -> None:
+    assert DEFAULT_MAX_PARALLEL == 1
+
+
+# --- OLLAMA_HOST lists --------------------------------------------------------------------------
+
+
+def test_a_host_list_is_read_item_by_item() -> None:
+    hosts = parse_ollama_hosts("gpu1:11434, http://bob:s3cret@gpu2:8080 ,,[::1]:9")
+    assert [h.url for h in hosts] == ["http://gpu1:11434", "http://gpu2:8080", "http://[::1]:9"]
+    assert hosts[0].user is None
+    assert hosts[1].user == "bob" and hosts[1].password is not None
+    assert hosts[1].password.reveal() == "s3cret"
+    assert [h.url for h in parse_ollama_hosts(["a", "b:1,c:2"])] == [
+        "http://a:11434",
+        "http://b:1",
+        "http://c:2",
+    ]
+    assert [h.url for h in parse_ollama_hosts("")] == [DEFAULT_OLLAMA_URL]
+    assert [h.url for h in parse_ollama_hosts(None)] == [DEFAULT_OLLAMA_URL]
+    escaped = parse_ollama_hosts("u:p%2Cq@h")[0].password
+    assert escaped is not None and escaped.reveal() == "p,q"
+
+
+def test_a_host_listed_twice_is_refused() -> None:
+    with pytest.raises(SettingsError, match="twice"):
+        parse_ollama_hosts("localhost:11434,http://localhost:11434")
