@@ -12,16 +12,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import anyio
 import httpx
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp_types import INVALID_PARAMS, ResourceTemplateReference
 
 from mcp_ollama.auth import add_token, hash_token
 from mcp_ollama.cli import main
@@ -30,6 +32,7 @@ from mcp_ollama.transports.exposure import check_exposure
 
 from .conftest import client_for, free_port
 from .fake_ollama import Behavior, FakeOllama
+from .test_tasks import request, task_call
 
 READY_LIMIT = 60.0
 """Generous: a loaded CI machine may take long to import the SDK; the loop returns as soon as it is up."""
@@ -257,3 +260,103 @@ def test_principal_is_the_token_name_or_local() -> None:
 def test_loopback_without_tokens_is_allowed() -> None:
     for bind in ("127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"):
         check_exposure(bind, None)
+
+
+# ---------------------------------------------------------------------------- principals
+
+
+async def _outcome(call: Any) -> tuple[str, str]:
+    """What a call answered, as (kind, text): an isError result's text, a protocol error's message."""
+    try:
+        result = await call
+    except MCPError as exc:
+        return f"error {exc.code}", exc.message
+    if getattr(result, "is_error", False):
+        return "isError", " ".join(getattr(block, "text", "") for block in result.content)
+    return "ok", ""
+
+
+def _same(mine: tuple[str, str], absent: tuple[str, str], sid: str) -> None:
+    """Another principal's session answers exactly as a session that does not exist."""
+    assert mine[0] == absent[0] != "ok"
+    assert mine[1].replace(sid, "ID") == absent[1].replace("no-such-session", "ID")
+
+
+@pytest.mark.anyio
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed:mcp.MCPDeprecationWarning")
+async def test_two_principals_cannot_see_each_others_sessions_by_any_path(
+    server: HttpServer, fake: FakeOllama, era: str
+) -> None:
+    mine, shared = f"alice-only-{era}", f"shared-{era}"
+    async with mcp_client(server, era, "alice") as alice:
+        await alice.call_tool("chat", {"message": "alice's secret", "session_id": mine})
+        await alice.call_tool("chat", {"message": "alice in shared", "session_id": shared})
+    async with mcp_client(server, era, "bob") as bob:
+        bob_first = await bob.call_tool("chat", {"message": "bob in shared", "session_id": shared})
+        assert bob_first.structured_content is not None
+        assert bob_first.structured_content["new_session"] is True  # his own 'shared', not alice's
+        await bob.call_tool("chat", {"message": "bob again", "session_id": shared})
+        sent = [m["content"] for m in fake.chat_requests[-1]["messages"]]
+        assert "bob in shared" in sent and "alice in shared" not in sent
+
+        listed = {r.uri for r in (await bob.list_resources()).resources}
+        assert f"chat://sessions/{shared}" in listed and f"chat://sessions/{mine}" not in listed
+        completed = await bob.complete(
+            ResourceTemplateReference(type="ref/resource", uri="chat://sessions/{session_id}"),
+            {"name": "session_id", "value": "alice-only"},
+        )
+        assert completed.completion.values == []
+        for absent in ("no-such-session",):
+            _same(
+                await _outcome(bob.read_resource(f"chat://sessions/{mine}")),
+                await _outcome(bob.read_resource(f"chat://sessions/{absent}")),
+                mine,
+            )
+            for tool in ("chat_result", "cancel_chat", "delete_session", "clear_session"):
+                _same(
+                    await _outcome(bob.call_tool(tool, {"session_id": mine})),
+                    await _outcome(bob.call_tool(tool, {"session_id": absent})),
+                    mine,
+                )
+            _same(
+                await _outcome(bob.get_prompt("continue_session", {"session_id": mine})),
+                await _outcome(bob.get_prompt("continue_session", {"session_id": absent})),
+                mine,
+            )
+            if era == "legacy":  # resources/subscribe is a handshake-era method
+                _same(
+                    await _outcome(bob.subscribe_resource(f"chat://sessions/{mine}")),
+                    await _outcome(bob.subscribe_resource(f"chat://sessions/{absent}")),
+                    mine,
+                )
+    async with mcp_client(server, era, "alice") as alice:  # nothing bob did touched alice's
+        read = await alice.read_resource(f"chat://sessions/{mine}")
+        text = "".join(getattr(c, "text", "") for c in read.contents)
+        assert "alice's secret" in text and "bob" not in text
+
+
+@pytest.mark.anyio
+async def test_a_task_of_one_principal_is_not_found_by_another(server: HttpServer) -> None:
+    async with mcp_client(server, "legacy", "alice") as alice:
+        task = (await task_call(alice, "chat", {"message": "a task"}))["task"]
+        own = await request(alice, "tasks/get", {"taskId": task["taskId"]})
+    async with mcp_client(server, "legacy", "bob") as bob:
+        theirs = await _outcome(request(bob, "tasks/get", {"taskId": task["taskId"]}))
+        absent = await _outcome(request(bob, "tasks/get", {"taskId": "0" * 32}))
+        listed = await request(bob, "tasks/list", {})
+    assert own["taskId"] == task["taskId"]
+    assert theirs == absent and theirs[0] == f"error {INVALID_PARAMS}"
+    assert all(t["taskId"] != task["taskId"] for t in listed["tasks"])
+
+
+def test_post_chat_sessions_are_per_principal(server: HttpServer, fake: FakeOllama) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        first = http.post(
+            "/chat", json={"session_id": "demo", "message": "alice here"}, headers=server.auth()
+        )
+        other = http.post(
+            "/chat", json={"session_id": "demo", "message": "bob here"}, headers=server.auth("bob")
+        )
+    assert first.status_code == other.status_code == 200
+    sent = [m["content"] for m in fake.chat_requests[-1]["messages"]]
+    assert "bob here" in sent and "alice here" not in sent
