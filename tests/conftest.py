@@ -60,11 +60,22 @@ def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "sessions.sqlite3")
 
 
+PARALLEL = 64
+"""Chats per Ollama server the tests' settings allow at once."""
+
+
 @pytest.fixture
 def settings(fake: FakeOllama, db_path: str) -> Settings:
     # No preload: most tests count the requests the fake receives; test_jobs.py turns it on.
+    # The fake serves any number of chats at once, like an Ollama with a large OLLAMA_NUM_PARALLEL;
+    # the default of one slot per server is tested on its own (test_hosts_pool.py).
     return Settings(
-        ollama_url=fake.url, db_path=db_path, generation_timeout=10.0, connect_timeout=2.0, preload=False
+        ollama_url=fake.url,
+        db_path=db_path,
+        generation_timeout=10.0,
+        connect_timeout=2.0,
+        preload=False,
+        max_parallel=PARALLEL,
     )
 
 
@@ -95,6 +106,7 @@ def stdio_params(settings: Settings, *args: str, **env: str) -> StdioServerParam
             "MCP_OLLAMA_DB": settings.db_path,
             "MCP_OLLAMA_LOG_LEVEL": "INFO",
             "MCP_OLLAMA_PRELOAD": "on" if settings.preload else "off",
+            "MCP_OLLAMA_MAX_PARALLEL": str(settings.max_parallel),
             **env,
         },
     )

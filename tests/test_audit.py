@@ -331,6 +331,9 @@ async def test_a_turn_cancelled_from_its_observer_closes_the_stream(settings: Se
                 def thinking(self, text: str) -> None:
                     pass
 
+                def waiting(self, text: str) -> None:
+                    pass
+
                 def token(self, text: str) -> None:
                     job.token(text)
                     job.cancel("the user cancelled")  # as cancel_chat does, mid-callback

@@ -55,6 +55,7 @@ def raw_env(settings: Settings, **extra: str) -> dict[str, str]:
         "MCP_OLLAMA_DB": settings.db_path,
         "MCP_OLLAMA_LOG_LEVEL": "WARNING",
         "MCP_OLLAMA_PRELOAD": "off",
+        "MCP_OLLAMA_MAX_PARALLEL": "64",  # the fake serves any number at once
         "HOME": os.environ["HOME"],
         **extra,
     }

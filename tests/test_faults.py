@@ -321,6 +321,7 @@ def test_a_megabyte_line_is_read_in_bulk_not_one_system_call_per_byte(
         "OLLAMA_HOST": settings.ollama_url,
         "MCP_OLLAMA_DB": settings.db_path,
         "MCP_OLLAMA_PRELOAD": "off",
+        "MCP_OLLAMA_MAX_PARALLEL": "64",  # the fake serves any number at once
         "HOME": os.environ["HOME"],
     }
     with RawServer(env) as server:

@@ -18,7 +18,7 @@ from mcp_types import (
     TextResourceContents,
 )
 
-from mcp_ollama.chat import ChatService
+from mcp_ollama.chat import ChatService, open_client
 from mcp_ollama.prompts import DEFAULT_SYSTEM_PROMPT, STYLES
 from mcp_ollama.settings import Settings
 from mcp_ollama.store import ChatStore
@@ -279,6 +279,7 @@ async def test_list_models_reports_pulled_models(settings: Settings, fake: FakeO
         "capabilities": ["completion"],
         "context_length": 8192,
         "num_ctx": 8192,
+        "hosts": None,  # one Ollama server: no need to say which has what
         "size_bytes": FakeModel().size,
         "family": "qwen2",
         "parameter_size": "494M",
@@ -329,7 +330,8 @@ async def test_configured_system_prompt_replaces_the_default_everywhere(
     assert [m["role"] for m in fake.chat_requests[1]["messages"]] == ["system", "user", "assistant", "user"]
     store = ChatStore.open(custom.db_path)
     try:
-        assert ChatService(custom, None, store).system_prompt == "You are a pirate."  # type: ignore[arg-type]
+        async with open_client(custom) as ollama:
+            assert ChatService(custom, ollama, store).system_prompt == "You are a pirate."
     finally:
         store.close()
 

@@ -488,6 +488,7 @@ def run_requester(node: str, settings: Settings, era: str, mode: str) -> dict[st
         "OLLAMA_HOST": settings.ollama_url,
         "MCP_OLLAMA_DB": settings.db_path,
         "MCP_OLLAMA_PRELOAD": "off",
+        "MCP_OLLAMA_MAX_PARALLEL": "64",  # the fake serves any number at once
     }
     argv = [node, str(REQUESTER), str(PREFIX), era, mode, sys.executable, "-m", "mcp_ollama"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)

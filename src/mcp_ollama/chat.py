@@ -26,6 +26,7 @@ import anyio.to_thread
 from .backend import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, ModelShow, OllamaClient
 from .backend.catalog import ModelCatalog
 from .backend.models import Think
+from .backend.pool import OllamaPool
 from .core.budget import IMAGE_TOKENS, Calibration, answer_reserve, estimate_tokens, fit_history
 from .core.images import Image
 from .core.jobs import LEASE_SECONDS
@@ -131,6 +132,9 @@ class TurnObserver(Protocol):
     def thinking(self, text: str) -> None:
         """A piece of the model's thinking arrived (before the answer)."""
 
+    def waiting(self, text: str) -> None:
+        """Every Ollama server with the model is busy; ``text`` says so, and the turn waits its turn."""
+
     async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
         """Run ``commit`` (off the event loop) where the answer's delivery is decided.
 
@@ -168,16 +172,23 @@ class TurnPlan:
 class ChatService:
     """Runs chat turns against one Ollama client and one session store."""
 
-    def __init__(self, settings: Settings, client: OllamaClient, store: ChatStore) -> None:
+    def __init__(self, settings: Settings, client: OllamaClient | OllamaPool, store: ChatStore) -> None:
+        """``client``: one Ollama server, or a pool of several (``open_pool``)."""
         self._settings = settings
-        self._client = client
+        self.pool = (
+            client
+            if isinstance(client, OllamaPool)
+            else OllamaPool([client], max_parallel=settings.max_parallel)
+        )
+        """The Ollama servers chats go to (one, unless several were configured)."""
         self._store = store
         self._locks = _SessionLocks()
         self.owner = uuid.uuid4().hex
         """This process, as the holder of session leases and job records."""
-        self.client = client
-        self.models = ModelCatalog(client)
-        """Each model's window and capabilities, read once from Ollama."""
+        self.client = self.pool.clients[0]
+        """The first Ollama server (the only one, usually)."""
+        self.models = self.pool.catalog(self.client.base_url)
+        """Each model's window and capabilities on the first server, read once (``catalog_for``: any)."""
         self.calibration = Calibration()
         """How Ollama's token counts compare with our estimate, per model."""
 
@@ -318,8 +329,9 @@ class ChatService:
         lease: bool,
     ) -> TurnOutcome:
         sid, options, model = plan.session_id, plan.options, plan.model
-        shown = await self.models.details(model)
-        think = await self._check_capabilities(plan, shown)
+        catalog = await self.pool.catalog_for(model)
+        shown = await catalog.details(model)
+        think = await self._check_capabilities(plan, shown, catalog)
         window = self.window(model, shown, options)
         history = [_to_chat(m) for m in stored]
         system = ChatMessage(role="system", content=self.system_prompt)
@@ -350,8 +362,10 @@ class ChatService:
         observer.requested(math.ceil(estimated * scale) + image_tokens)
         try:
             answer, thinking, final = await self._stream(request, observer)
-        except ModelNotFound:  # removed since its details were read
-            raise await self.models.not_found(model) from None
+        except ModelNotFound as exc:  # removed since its details were read
+            if len(self.pool.clients) > 1:
+                raise  # the pool's names every server's models already
+            raise await catalog.not_found(model) from exc
         if not plan.images:  # an image's cost is a guess: only text calibrates
             self.calibration.learn(model, estimated, final.prompt_eval_count, window)
         data = None
@@ -421,16 +435,22 @@ class ChatService:
             return min(options.num_ctx, maximum) if maximum else options.num_ctx
         return self._settings.context_window(maximum)
 
-    async def _check_capabilities(self, plan: TurnPlan, shown: ModelShow | None) -> Think | None:
+    async def catalog_for(self, model: str) -> ModelCatalog:
+        """The details cache of the server that has ``model`` (the first server when none says so)."""
+        return await self.pool.catalog_for(model)
+
+    async def _check_capabilities(
+        self, plan: TurnPlan, shown: ModelShow | None, catalog: ModelCatalog
+    ) -> Think | None:
         """Refuse what the model cannot do; the ``think`` value to send (None: send none)."""
         capabilities = shown.capabilities if shown is not None else []
         if not capabilities:  # Ollama did not say: let it decide
             return plan.think
         if plan.think and "thinking" not in capabilities:
-            able = await self.models.able("thinking")
+            able = await catalog.able("thinking")
             raise ModelCannot(plan.model, "think", "thinking", able, "qwen3")
         if plan.images and "vision" not in capabilities:
-            able = await self.models.able("vision")
+            able = await catalog.able("vision")
             raise ModelCannot(plan.model, "see images", "vision", able, "gemma3")
         if plan.think is False and "thinking" not in capabilities:
             return None  # nothing to turn off; Ollama refuses 'think' for such a model
@@ -472,7 +492,7 @@ class ChatService:
             return True
 
         with anyio.move_on_after(self._settings.max_generation_seconds):
-            async with self._client.chat_stream(request) as chunks:
+            async with self.pool.chat_stream(request, on_wait=observer.waiting) as chunks:
                 async for chunk in chunks:
                     message = chunk.message
                     if message is not None:
@@ -520,12 +540,15 @@ class _Unobserved:
     def thinking(self, text: str) -> None:
         pass
 
+    def waiting(self, text: str) -> None:
+        pass
+
     async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
         return await anyio.to_thread.run_sync(commit)
 
 
 def open_client(settings: Settings) -> OllamaClient:
-    """The Ollama client ``settings`` describe: address, timeouts, credentials."""
+    """The client for the first Ollama server ``settings`` describe: address, timeouts, credentials."""
     return OllamaClient(
         settings.ollama_url,
         connect_timeout=settings.connect_timeout,
@@ -533,6 +556,24 @@ def open_client(settings: Settings) -> OllamaClient:
         basic_auth=settings.basic_auth(),
         api_key=settings.bearer_token(),
     )
+
+
+def open_pool(settings: Settings) -> OllamaPool:
+    """Every Ollama server ``settings`` describe, as one pool (``async with``: closes them all)."""
+    clients = [open_client(settings)]
+    key = settings.ollama_api_key.reveal() if settings.ollama_api_key else None
+    for host in settings.other_ollama_hosts:
+        basic = (host.user, host.password.reveal() if host.password else "") if host.user else None
+        clients.append(
+            OllamaClient(
+                host.url,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.generation_timeout,
+                basic_auth=basic,
+                api_key=None if basic else key,
+            )
+        )
+    return OllamaPool(clients, max_parallel=settings.max_parallel)
 
 
 async def load_model(client: OllamaClient, settings: Settings, catalog: ModelCatalog | None = None) -> float:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .backend import OllamaClient
-from .chat import load_model, open_client
+from .chat import load_model, open_client, open_pool
 from .errors import BackendError
 from .settings import Settings
 from .store import inspect_database
@@ -57,8 +57,22 @@ async def run_checks(settings: Settings) -> list[Check]:
                             f"Fix: ollama pull {settings.model}",
                         )
                     )
+    if settings.other_ollama_hosts:
+        checks.append(await _check_hosts(settings))
     checks.append(_check_database(settings.db_path))
     return checks
+
+
+async def _check_hosts(settings: Settings) -> Check:
+    """Every Ollama server, and which models each has: chats go to one that has theirs."""
+    async with open_pool(settings) as pool:
+        found = await pool.where(fresh=True)
+    parts = [
+        f"{url}: {', '.join(host.models) or 'no models'}" if host.error is None else f"{url}: {host.error}"
+        for url, host in found.items()
+    ]
+    has_default = any(_pulled(settings.model, host.models) for host in found.values())
+    return Check("hosts", has_default, "; ".join(parts))
 
 
 async def _check_load(client: OllamaClient, settings: Settings) -> Check:

@@ -100,6 +100,10 @@ class ModelSummary(BaseModel):
         description="The context window chat asks Ollama for with this model (its own maximum, capped "
         "by the server's --max-context), in tokens.",
     )
+    hosts: list[str] | None = Field(
+        default=None,
+        description="With several Ollama servers: the ones that have this model (chats go to one of them).",
+    )
     size_bytes: int | None = Field(description="Size on disk in bytes.")
     family: str | None = Field(description="Model family, e.g. 'llama'.")
     parameter_size: str | None = Field(description="Parameter count as Ollama reports it, e.g. '8.0B'.")
@@ -180,11 +184,15 @@ def complete_text(outcome: TurnOutcome, *, include_thinking: bool = False) -> st
 
 
 def model_summary(
-    model: ModelInfo, shown: ModelShow | None = None, num_ctx: int | None = None
+    model: ModelInfo,
+    shown: ModelShow | None = None,
+    num_ctx: int | None = None,
+    hosts: list[str] | None = None,
 ) -> ModelSummary:
     details = model.details
     return ModelSummary(
         name=model.name,
+        hosts=hosts,
         capabilities=shown.capabilities or None if shown is not None else None,
         context_length=shown.context_length if shown is not None else None,
         num_ctx=num_ctx,

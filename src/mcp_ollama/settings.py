@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
-from .ollama_host import DEFAULT_OLLAMA_URL, Secret, parse_ollama_host, read_api_key
+from .ollama_host import (
+    DEFAULT_OLLAMA_URL,
+    OllamaHost,
+    Secret,
+    parse_ollama_host,
+    parse_ollama_hosts,
+    read_api_key,
+)
 
 __all__ = [
     "SETTINGS_SPEC",
@@ -44,6 +51,12 @@ class Settings:
     """User for HTTP Basic auth, from ``OLLAMA_HOST``'s ``user:password@`` (a reverse proxy in front)."""
     ollama_password: Secret | None = field(default=None, repr=False)
     """Password for HTTP Basic auth, from ``OLLAMA_HOST``; never shown."""
+    other_ollama_hosts: tuple[OllamaHost, ...] = ()
+    """More Ollama servers beside the first (``OLLAMA_HOST=a,b`` or ``--ollama-host`` repeated):
+    each chat goes to one that has its model."""
+    max_parallel: int = 1
+    """Chats in flight per Ollama server at once; more wait for a slot (Ollama's own default
+    ``OLLAMA_NUM_PARALLEL`` is 1)."""
     ollama_api_key: Secret | None = field(default=None, repr=False)
     """Bearer token from ``OLLAMA_API_KEY`` (remote or cloud Ollama); not sent when ``OLLAMA_HOST``
     carries a user and password, since a request has one ``Authorization`` header. Never shown."""
@@ -148,6 +161,8 @@ SETTINGS_SPEC: tuple[SettingSpec, ...] = (
         "--ollama-host",
         "OLLAMA_HOST",
         "Ollama's address, in Ollama's own forms (host, host:port, :port, URL). Default 127.0.0.1:11434. "
+        "Several servers: give the flag again, or a comma-separated list; each chat goes to one that "
+        "has its model, and fails over to the next. "
         "A URL may carry http://user:password@host:port/ (percent-encoded or raw) for a reverse proxy "
         "asking for HTTP Basic auth; the password is never shown. Prefer the variable for it: other "
         "users can see flags in ps.",
@@ -226,6 +241,14 @@ SETTINGS_SPEC: tuple[SettingSpec, ...] = (
         "Largest context window (tokens) requested for a model whose own maximum is larger; a larger "
         "window takes more memory. Default 16384.",
         "TOKENS",
+    ),
+    SettingSpec(
+        "max_parallel",
+        "--max-parallel",
+        "MCP_OLLAMA_MAX_PARALLEL",
+        "Chats in flight per Ollama server at once; more wait for a free slot, and say so. Match it to "
+        "the server's OLLAMA_NUM_PARALLEL. Default 1 (Ollama's own default).",
+        "N",
     ),
     SettingSpec(
         "max_image_bytes",
@@ -360,11 +383,12 @@ def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str] | 
         if given is not None:
             raw[spec.name] = given
     names = {spec.name: spec.names for spec in SETTINGS_SPEC}
-    address = parse_ollama_host(raw.get("ollama_url"))
+    address, *others = parse_ollama_hosts(raw.get("ollama_url"))
     values: dict[str, Any] = {
         "ollama_url": address.url,
         "ollama_user": address.user,
         "ollama_password": address.password,
+        "other_ollama_hosts": tuple(others),
         "ollama_api_key": read_api_key(raw.get("ollama_api_key")),
     }
     if "model" in raw:
@@ -388,6 +412,7 @@ def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str] | 
         "max_message_chars",
         "max_answer_chars",
         "max_image_bytes",
+        "max_parallel",
     ):
         if name in raw:
             values[name] = _positive_number(names[name], raw[name], int)

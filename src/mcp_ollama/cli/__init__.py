@@ -141,6 +141,7 @@ def _add_settings(parser: CommandParser, shown: Collection[str] | None = None) -
             dest=spec.name,
             metavar=spec.metavar,
             default=argparse.SUPPRESS,
+            action="append" if spec.name == "ollama_url" else "store",  # several Ollama servers
             help=f"{spec.help} [{spec.env}]" if visible else argparse.SUPPRESS,
         )
 
@@ -326,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         where.error(message)
     args = parser.parse_args(words)
     try:
-        settings = load_settings(vars(args))
+        flags = {k: ",".join(v) if isinstance(v, list) else v for k, v in vars(args).items()}
+        settings = load_settings(flags)
     except SettingsError as exc:
         print(f"mcp-ollama: {exc}", file=sys.stderr)
         return 2

@@ -126,6 +126,9 @@ class _Printer:
     def requested(self, prompt_tokens: int) -> None:
         pass
 
+    def waiting(self, text: str) -> None:
+        print(f"mcp-ollama: {text}", file=sys.stderr, flush=True)
+
     def thinking(self, text: str) -> None:
         # The thinking is stored with the turn (`sessions show` has it); stdout keeps the answer alone.
         if not self._thinking_told and self._out is not None:

@@ -86,6 +86,8 @@ class Job:
     """Pieces of the answer received so far."""
     thoughts: int = 0
     """Pieces of the model's thinking received so far (before the answer)."""
+    slot_wait: str | None = None
+    """Why the turn waits for a free slot on an Ollama server, while it does (until its first token)."""
     prompt_tokens: int = 0
     """Estimated tokens of the prompt sent to Ollama."""
     message: str = ""
@@ -176,6 +178,11 @@ class Job:
         self.pieces.append(text)
         self.tokens += 1
         self._change(JobState.WRITING, f"{self.model}: {count(self.tokens, 'token')} so far")
+
+    def waiting(self, text: str) -> None:
+        self.slot_wait = text
+        self.beats += 1
+        self._change(self.state, text)
 
     def thinking(self, text: str) -> None:
         self.thoughts += 1
@@ -397,6 +404,8 @@ class Jobs:
             for job in due:
                 if job.state is JobState.QUEUED:
                     message = "waiting for the previous answer in this session to finish…"
+                elif job.slot_wait is not None:
+                    message = job.slot_wait
                 else:
                     if job.model not in loaded:
                         loaded[job.model] = await self._is_loaded(job.model)

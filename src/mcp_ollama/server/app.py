@@ -29,8 +29,8 @@ from mcp_types import (
 from pydantic import Field
 
 from .. import __version__
-from ..backend import ModelShow
-from ..chat import ChatService, load_model, open_client
+from ..backend import ModelInfo, ModelShow
+from ..chat import ChatService, load_model, open_pool
 from ..core.jobs import Job, Jobs
 from ..errors import McpOllamaError, SessionNotFound, StoreError
 from ..protocol import ErrorCodeMiddleware, Peers, SpecMiddleware, TaskCapabilityMiddleware
@@ -87,8 +87,9 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
             logger.error("%s", exc)
             store = ChatStore.unavailable(settings.db_path, exc)
         try:
-            async with open_client(settings) as client:
-                chat = ChatService(settings, client, store)
+            async with open_pool(settings) as pool:
+                chat = ChatService(settings, pool, store)
+                client = chat.client
 
                 async def announce(job: Job) -> None:
                     """A stored turn changes its session resource (and the list, for a new session)."""
@@ -186,13 +187,19 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         """
         state = app_state(ctx)
         try:
-            models = await state.chat.models.pulled(fresh=True)
+            models, hosts, down = await _pulled_everywhere(state)
         except McpOllamaError as exc:
             return error_result(exc)
         shown = await _details(state, [m.name for m in models])
+        several = len(state.chat.pool.clients) > 1
         result = ModelList(
             models=[
-                model_summary(m, shown.get(m.name), state.chat.window(m.name, shown.get(m.name), None))
+                model_summary(
+                    m,
+                    shown.get(m.name),
+                    state.chat.window(m.name, shown.get(m.name), None),
+                    hosts[m.name] if several else None,
+                )
                 for m in models
             ],
             default_model=state.settings.model,
@@ -201,8 +208,10 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
             f"- {m.name} ({m.parameter_size or '?'} params, {m.quantization or '?'}, "
             f"{human_size(m.size_bytes)}; can: {', '.join(m.capabilities or ['?'])}; "
             f"context {_tokens(m.context_length)}, chat uses {_tokens(m.num_ctx)})"
+            + (f" on {', '.join(m.hosts)}" if m.hosts else "")
             for m in result.models
         ]
+        lines += [f"Ollama at {url} did not answer: {why}" for url, why in down.items()]
         if not result.models:
             lines.append(f"No models are pulled. Pull one with `ollama pull {state.settings.model}`.")
         return structured_result("\n".join(lines), result)
@@ -232,13 +241,37 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         return await _change_session(ctx, peers, session_id, delete=False)
 
 
+async def _pulled_everywhere(
+    state: AppState,
+) -> tuple[list[ModelInfo], dict[str, list[str]], dict[str, str]]:
+    """The models every Ollama server has pulled (first seen first), which servers have each, and
+    the servers that did not answer. Raises when none answers."""
+    models: dict[str, ModelInfo] = {}
+    hosts: dict[str, list[str]] = {}
+    down: dict[str, str] = {}
+    errors: list[McpOllamaError] = []
+    for client in state.chat.pool.clients:
+        try:
+            listed = await state.chat.pool.catalog(client.base_url).pulled(fresh=True)
+        except McpOllamaError as exc:
+            errors.append(exc)
+            down[client.base_url] = str(exc)
+            continue
+        for model in listed:
+            models.setdefault(model.name, model)
+            hosts.setdefault(model.name, []).append(client.base_url)
+    if len(errors) == len(state.chat.pool.clients):
+        raise errors[0]
+    return list(models.values()), hosts, down
+
+
 async def _details(state: AppState, names: list[str]) -> dict[str, ModelShow]:
     """Each model's details (cached after the first time), read concurrently; a failure leaves one out."""
     found: dict[str, ModelShow] = {}
 
     async def read(name: str) -> None:
         try:
-            found[name] = await state.chat.models.show(name)
+            found[name] = await (await state.chat.catalog_for(name)).show(name)
         except McpOllamaError as exc:
             logger.info("no details for %s: %s", name, exc)
 
@@ -286,7 +319,8 @@ async def _change_session(
 async def preload(chat: ChatService, settings: Settings) -> None:
     """Ask Ollama to load the default model now, as chats will use it; quietly skipped if it is down."""
     try:
-        seconds = await load_model(chat.client, settings, chat.models)
+        catalog = await chat.catalog_for(settings.model)  # the server a chat on it would go to
+        seconds = await load_model(await chat.pool.catalog_client(settings.model), settings, catalog)
     except McpOllamaError as exc:
         logger.info("did not preload %s: %s", settings.model, exc)
         return

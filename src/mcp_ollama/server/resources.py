@@ -146,7 +146,7 @@ async def read_model(ctx: ServerRequestContext[AppState], uri: str) -> ReadResou
         raise not_found(ctx, uri)
     chat = app_state(ctx).chat
     try:
-        show = await chat.models.show(name)
+        show = await (await chat.catalog_for(name)).show(name)
     except ModelNotFound:
         raise not_found(ctx, uri) from None
     except BackendError as exc:
