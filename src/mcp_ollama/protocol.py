@@ -134,6 +134,8 @@ class Peers:
     def __init__(self, bus: ScopedBus, principal_of: Callable[[ServerRequestContext[Any, Any]], str]) -> None:
         self._bus = bus
         self._principal_of = principal_of
+        self._announcing: set[str] = set()
+        self._again: set[str] = set()
         self._peers: weakref.WeakKeyDictionary[Connection, _Peer] = weakref.WeakKeyDictionary()
 
     def peer(self, ctx: ServerRequestContext[Any, Any]) -> _Peer | None:
@@ -170,11 +172,27 @@ class Peers:
                 await self._send(peer, lambda c: c.send_resource_updated(uri))
 
     async def resources_changed(self, principal: str) -> None:
-        """``notifications/resources/list_changed`` to ``principal``'s connections, in both eras."""
-        await self._bus.publish(ResourcesListChanged(), principal)
-        for peer in list(self._peers.values()):
-            if peer.principal == principal and peer.connection.initialized.is_set():
-                await self._send(peer, lambda c: c.send_resource_list_changed())
+        """``notifications/resources/list_changed`` to ``principal``'s connections, in both eras.
+
+        Coalesced: while one call is telling every connection, others return at once and that
+        call goes round once more at the end. Fifty new sessions at once on fifty connections
+        cost a few rounds, not 2,500 notifications, and no chat waits for another's fan-out.
+        """
+        if principal in self._announcing:
+            self._again.add(principal)
+            return
+        self._announcing.add(principal)
+        try:
+            while True:
+                self._again.discard(principal)
+                await self._bus.publish(ResourcesListChanged(), principal)
+                for peer in list(self._peers.values()):
+                    if peer.principal == principal and peer.connection.initialized.is_set():
+                        await self._send(peer, lambda c: c.send_resource_list_changed())
+                if principal not in self._again:
+                    break
+        finally:
+            self._announcing.discard(principal)
 
     async def _send(self, peer: _Peer, send: Callable[[Connection], Awaitable[None]]) -> None:
         try:
