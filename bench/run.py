@@ -1,6 +1,7 @@
 """Performance bench for mcp-ollama against a floor server, all against one loopback fake Ollama.
 
     python bench/run.py [--quick] [--at REV] [--out FILE] [--keep] [--no-peer] [--no-peer-install]
+                        [--http-only | --no-http]
 
 Writes ``bench/results/latest.json`` (committed; ``--quick``: ``bench/results/quick.json``,
 git-ignored). ``--at REV`` measures that commit's ``src/`` and ``tests/`` (``git archive``
@@ -32,6 +33,17 @@ Rows 2c, 2d, 7, 8 (``bench/scenarios.py`` describes their method):
     baseline with the deadline off, where the host times out and gets nothing).
 8.  First chat after start with a 5 s model load, once the preload is done: within 1.2x a
     warm chat (8b: the first chat made right after ``initialize``, for information).
+
+Rows 9, 9b, 9c, 10 (``bench/http_scenarios.py`` describes their method; about 55 s, in the default
+run; ``--http-only`` runs only them and writes ``bench/results/http.json``, ``--no-http`` skips them):
+
+9.  50 SDK clients at once over streamable HTTP, each making sequential ``chat`` calls, a new
+    chat session each: ``mcp-ollama serve --http`` (loopback, no tokens file) against an HTTP
+    floor (``bench/floor_http_server.py``): ours' p50 within 1.15x the floor's.
+9b. Their throughput and the server process's CPU time per chat (info).
+9c. The same with each client continuing its own session; notifications received per chat (info).
+10. Chats/s with two Ollama hosts vs one, each host answering one 200 ms chat at a time, 8
+    clients: at least 1.8x.
 
 Method: every comparison interleaves its variants call by call (A B C A B C ...; the cold
 starts alternate AB / BA), so drift on this noisy 2-core machine hits all variants alike,
@@ -77,6 +89,7 @@ sys.path.insert(0, str(snapshot.CODE))
 
 from tests.fake_ollama import Behavior, FakeOllama  # noqa: E402
 
+import http_scenarios  # noqa: E402
 import scenarios  # noqa: E402
 from mcp_ollama.store import ChatStore  # noqa: E402
 
@@ -110,6 +123,14 @@ class Config:
     load_delay_s: float
     load_reps: int
     load_warm_calls: int
+    http_clients: int = 50
+    http_calls: int = 8
+    http_warmup_calls: int = 2
+    http_rounds: int = 2
+    hosts_clients: int = 8
+    hosts_calls: int = 4
+    hosts_latency_s: float = 0.2
+    hosts_rounds: int = 2
 
 
 DEFAULT = Config(
@@ -145,6 +166,10 @@ QUICK = dataclasses.replace(
     long_reps=1,
     load_reps=1,
     load_warm_calls=3,
+    http_calls=5,
+    http_rounds=1,
+    hosts_calls=3,
+    hosts_rounds=1,
 )
 
 
@@ -233,6 +258,8 @@ class Bench:
     def env(self, db: Path, url: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
         """The whole environment of a server process (ours, the floor and the peer get the same)."""
         return {
+            # The fake serves any number of chats at once; measure the server, not a slot limit.
+            "MCP_OLLAMA_MAX_PARALLEL": "64",
             **(extra or {}),
             "OLLAMA_HOST": url or self.fake.url,
             "MCP_OLLAMA_DB": str(db),
@@ -944,6 +971,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--at", metavar="REV", help="measure this commit's src/ and tests/ (a git archive), not the work tree"
     )
     parser.add_argument("--no-peer", action="store_true", help="skip npm ollama-mcp (row 2d)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--http-only",
+        action="store_true",
+        help="only the HTTP scenarios (rows 9, 9b, 10; bench/http_scenarios.py)",
+    )
+    which.add_argument("--no-http", action="store_true", help="skip the HTTP scenarios (rows 9, 9b, 10)")
     parser.add_argument(
         "--no-peer-install",
         action="store_true",
@@ -953,7 +987,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = QUICK if args.quick else DEFAULT
     mode = "quick" if args.quick else "default"
     if args.out is None:
-        args.out = str(REPO / "bench" / "results" / ("quick.json" if args.quick else "latest.json"))
+        name = "quick.json" if args.quick else "latest.json"
+        if args.http_only:
+            name = "http-quick.json" if args.quick else "http.json"
+        args.out = str(REPO / "bench" / "results" / name)
+    if args.http_only:
+        mode += ", http only"
+        args.no_peer = True
     peer = "skipped (--no-peer)" if args.no_peer else scenarios.find_peer(install=not args.no_peer_install)
     if isinstance(peer, str):
         say(f"peer not run: {peer}")
@@ -972,16 +1012,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with TimedFake() as fake:
             bench = Bench(cfg, tmp, fake)
+            cold: dict[str, Any] = {}
+            res: dict[str, Any] = {}
+            scen: dict[str, Any] = {}
+            http: dict[str, Any] = {}
             try:
-                say("cold start and idle RSS")
-                cold = bench_cold_start(bench)
-                res = anyio.run(bench_async, bench, peer if isinstance(peer, scenarios.Peer) else None)
-                scen = anyio.run(scenarios.run_scenarios, bench)
+                if not args.http_only:
+                    say("cold start and idle RSS")
+                    cold = bench_cold_start(bench)
+                    res = anyio.run(bench_async, bench, peer if isinstance(peer, scenarios.Peer) else None)
+                    scen = anyio.run(scenarios.run_scenarios, bench)
+                if not args.no_http:
+                    http = anyio.run(http_scenarios.run_http, bench)
             finally:
                 for proc in list(bench.procs):
                     _reap(proc)
         elapsed = time.perf_counter() - started
-        rows = evaluate(cold, res, cfg, scen, peer)
+        rows = [] if args.http_only else evaluate(cold, res, cfg, scen, peer)
+        if http:
+            rows += http_scenarios.evaluate(http, pct, summary)
         print(render(rows, info, elapsed, mode), flush=True)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -998,7 +1047,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             if isinstance(peer, scenarios.Peer)
             else {"not_run": peer},
-            "samples": {"cold_start": cold, **res, **scen},
+            "samples": {**({"cold_start": cold} if cold else {}), **res, **scen, **http},
         }
         out.write_text(json.dumps(document, indent=1) + "\n")
         print(f"wrote {out}")
