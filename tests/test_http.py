@@ -3,7 +3,10 @@ both eras, bearer tokens, DNS-rebinding protection, ``/healthz`` and the demo's 
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -360,3 +363,28 @@ def test_post_chat_sessions_are_per_principal(server: HttpServer, fake: FakeOlla
     assert first.status_code == other.status_code == 200
     sent = [m["content"] for m in fake.chat_requests[-1]["messages"]]
     assert "bob here" in sent and "alice here" not in sent
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_readmes_two_curl_commands_work_against_the_team_server(
+    server: HttpServer, fake: FakeOllama
+) -> None:
+    """The original demo's two calls, exactly as the README writes them (port, token and id filled in)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"^curl -s localhost:8765/chat .*\\\n\s+-d '.*'$", readme, flags=re.MULTILINE)
+    assert len(commands) == 2, "the README's two curl commands"
+    port = server.url.rsplit(":", 1)[1]
+    env = {**os.environ, "TOKEN": server.tokens["alice"]}
+
+    def run(command: str) -> dict[str, Any]:
+        shell = command.replace("localhost:8765", f"127.0.0.1:{port}")
+        done = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        answer: dict[str, Any] = json.loads(done.stdout)
+        return answer
+
+    first = run(commands[0])
+    second = run(commands[1].replace("SESSION_ID", first["session_id"]))
+    assert second["session_id"] == first["session_id"] and second["answer"]
+    sent = [m["content"] for m in fake.chat_requests[-1]["messages"]]
+    assert sent[1:] == ["Hello, what is MCP?", first["answer"], "Explain in Chinese."]

