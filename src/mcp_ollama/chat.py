@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -27,6 +25,7 @@ from .backend import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, Mod
 from .backend.catalog import ModelCatalog
 from .backend.models import Think
 from .backend.pool import OllamaPool
+from .connect import load_model, open_client, open_pool, preload_request
 from .core.budget import IMAGE_TOKENS, Calibration, answer_reserve, estimate_tokens, fit_history
 from .core.images import Image
 from .core.jobs import LEASE_SECONDS
@@ -39,47 +38,29 @@ from .settings import Settings
 from .store import (
     LOCAL,
     ChatStore,
-    ImageNote,
     StoredMessage,
     new_session_id,
     session_key,
     validate_session_id,
 )
+from .turns import Commit, TurnObserver, TurnOutcome, TurnPlan, Undo, Unobserved
+
+__all__ = [
+    "ChatService",
+    "Commit",
+    "TurnObserver",
+    "TurnOutcome",
+    "TurnPlan",
+    "Undo",
+    "load_model",
+    "open_client",
+    "open_pool",
+    "preload_request",
+]
 
 LEASE_POLL_FIRST = 0.05
 LEASE_POLL_MAX = 1.0
 """Seconds between looks at a session another process is writing a turn of."""
-
-
-@dataclass(frozen=True)
-class TurnOutcome:
-    """What one completed turn produced."""
-
-    session_id: str
-    model: str
-    answer: str
-    done_reason: str | None
-    """Ollama's ('stop', 'length'), or ours when a cap stopped the model: 'max_answer_chars',
-    'max_generation_seconds'."""
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    total_ms: float | None
-    load_ms: float | None
-    prompt_eval_ms: float | None
-    eval_ms: float | None
-    history_messages: int
-    """Earlier messages sent to the model with this one (after trimming)."""
-    new_session: bool
-    store_error: str | None = None
-    """Why the turn could not be stored (then it was not); None when it was."""
-    thinking: str | None = None
-    """The model's thinking, apart from the answer (stored, never sent back as history)."""
-    data: Any = None
-    """The parsed JSON value of the answer, when the turn asked for JSON (``format``)."""
-    images: tuple[ImageNote, ...] = ()
-    """Notes of the images sent with the message."""
-    num_ctx: int | None = None
-    """The context window the request asked Ollama for."""
 
 
 @dataclass
@@ -109,64 +90,6 @@ class _SessionLocks:
 
 def _ms(nanoseconds: int | None) -> float | None:
     return None if nanoseconds is None else round(nanoseconds / 1e6, 3)
-
-
-Commit = Callable[[], "TurnOutcome"]
-"""The turn's one write transaction, run in a worker thread; returns the outcome, stored or not."""
-Undo = Callable[["TurnOutcome"], None]
-"""Takes back a committed turn (nobody was told of it); run in a worker thread."""
-
-
-class TurnObserver(Protocol):
-    """Whoever follows a running turn: told of its progress, and where its commit happens."""
-
-    def queued(self) -> None:
-        """Another turn of the same session is being written; this one waits for it."""
-
-    def requested(self, prompt_tokens: int) -> None:
-        """The request went to Ollama with about ``prompt_tokens`` tokens of prompt."""
-
-    def token(self, text: str) -> None:
-        """A piece of the answer arrived."""
-
-    def thinking(self, text: str) -> None:
-        """A piece of the model's thinking arrived (before the answer)."""
-
-    def waiting(self, text: str) -> None:
-        """Every Ollama server with the model is busy; ``text`` says so, and the turn waits its turn."""
-
-    async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
-        """Run ``commit`` (off the event loop) where the answer's delivery is decided.
-
-        A job whose request still waits hands it to that request, so that the turn is stored
-        exactly when the answer is sent (``undo`` takes it back if the host cancelled during
-        the write); otherwise it runs it itself.
-        """
-        ...
-
-
-@dataclass(frozen=True)
-class TurnPlan:
-    """A validated chat turn, ready to run: everything ``ChatService.run`` needs."""
-
-    message: str
-    session_id: str
-    model: str
-    options: GenerationOptions | None
-    job_id: str | None = None
-    """The job running this turn, if any: its record is closed in the turn's own transaction."""
-    fresh: bool = False
-    """The session id was made for this turn: there is no history to read."""
-    think: Think | None = None
-    """Ask a thinking model to think first (or not: False), or how hard ('low'…'high')."""
-    format: Format | None = None
-    """Hold the answer to JSON: 'json', or a JSON Schema."""
-    images: tuple[Image, ...] = ()
-    """Checked images to send with the message (to a vision model)."""
-    include_thinking: bool = False
-    """Return the thinking with the answer (it is stored either way)."""
-    principal: str = LOCAL
-    """Whose turn it is: the session is this principal's (a bearer token's name, or local)."""
 
 
 class ChatService:
@@ -255,7 +178,7 @@ class ChatService:
     ) -> TurnOutcome:
         """Send ``message`` in ``session_id`` (a new session when ``None``) and store the turn."""
         plan = self.plan(message, session_id=session_id, model=model, options=options)
-        return await self.run(plan, observer or _Unobserved())
+        return await self.run(plan, observer or Unobserved())
 
     async def run(self, plan: TurnPlan, observer: TurnObserver) -> TurnOutcome:
         """Run a planned turn: history, the streamed answer, then the turn stored in one transaction.
@@ -524,79 +447,6 @@ def _stopped(model: str, reason: str, pieces: int) -> ChatChunk:
         prompt_eval_duration=None,
         eval_count=pieces,
         eval_duration=None,
-    )
-
-
-class _Unobserved:
-    def queued(self) -> None:
-        pass
-
-    def requested(self, prompt_tokens: int) -> None:
-        pass
-
-    def token(self, text: str) -> None:
-        pass
-
-    def thinking(self, text: str) -> None:
-        pass
-
-    def waiting(self, text: str) -> None:
-        pass
-
-    async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
-        return await anyio.to_thread.run_sync(commit)
-
-
-def open_client(settings: Settings) -> OllamaClient:
-    """The client for the first Ollama server ``settings`` describe: address, timeouts, credentials."""
-    return OllamaClient(
-        settings.ollama_url,
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.generation_timeout,
-        basic_auth=settings.basic_auth(),
-        api_key=settings.bearer_token(),
-    )
-
-
-def open_pool(settings: Settings) -> OllamaPool:
-    """Every Ollama server ``settings`` describe, as one pool (``async with``: closes them all)."""
-    clients = [open_client(settings)]
-    key = settings.ollama_api_key.reveal() if settings.ollama_api_key else None
-    for host in settings.other_ollama_hosts:
-        basic = (host.user, host.password.reveal() if host.password else "") if host.user else None
-        clients.append(
-            OllamaClient(
-                host.url,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.generation_timeout,
-                basic_auth=basic,
-                api_key=None if basic else key,
-            )
-        )
-    return OllamaPool(clients, max_parallel=settings.max_parallel)
-
-
-async def load_model(client: OllamaClient, settings: Settings, catalog: ModelCatalog | None = None) -> float:
-    """Load the default model as chats will use it (``preload_request``); the seconds it took."""
-    started = time.monotonic()
-    shown = await (catalog or ModelCatalog(client)).details(settings.model)
-    await client.load(preload_request(settings, shown))
-    return time.monotonic() - started
-
-
-def preload_request(settings: Settings, shown: ModelShow | None, model: str | None = None) -> ChatRequest:
-    """The request that loads ``model`` (default: the configured one) exactly as chats will use it.
-
-    Same ``keep_alive`` and ``num_ctx`` (from the model's details, ``shown``) as every turn
-    sends: a different ``num_ctx`` would make Ollama load the model again on the first chat.
-    """
-    window = settings.context_window(shown.context_length if shown else None)
-    return ChatRequest(
-        model=model or settings.model,
-        messages=[],
-        stream=False,
-        options=GenerationOptions(num_ctx=window),
-        keep_alive=settings.keep_alive,
     )
 
 
