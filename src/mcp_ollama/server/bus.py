@@ -12,20 +12,13 @@ import logging
 from collections.abc import Callable
 
 import anyio.lowlevel
-from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.subscriptions import ServerEvent
 
-from ..store import LOCAL
+from .principal import current_principal
 
 logger = logging.getLogger(__name__)
 
 Listener = Callable[[ServerEvent], None]
-
-
-def current_principal() -> str:
-    """The principal of the request being handled (the SDK keeps its token in a context variable)."""
-    token = get_access_token()
-    return token.client_id if token is not None else LOCAL
 
 
 class PrincipalBus:

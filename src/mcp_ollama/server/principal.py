@@ -18,7 +18,7 @@ from mcp.server.mcpserver import Context
 
 from ..store import LOCAL as LOCAL_PRINCIPAL
 
-__all__ = ["LOCAL_PRINCIPAL", "principal", "scope_principal"]
+__all__ = ["LOCAL_PRINCIPAL", "current_principal", "principal", "scope_principal"]
 
 
 def principal(ctx: Context[Any, Any] | ServerRequestContext[Any, Any]) -> str:
@@ -26,8 +26,11 @@ def principal(ctx: Context[Any, Any] | ServerRequestContext[Any, Any]) -> str:
     request_context = ctx.request_context if isinstance(ctx, Context) else ctx
     scope = getattr(request_context.request, "scope", None)
     found = scope_principal(scope) if isinstance(scope, dict) else None
-    if found is not None:
-        return found
+    return found if found is not None else current_principal()
+
+
+def current_principal() -> str:
+    """The principal of the request being handled, from the token the SDK keeps in a context variable."""
     token = get_access_token()
     return token.client_id if token is not None else LOCAL_PRINCIPAL
 
