@@ -13,7 +13,7 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from mcp_ollama.errors import InvalidSessionId, SessionNotFound, StoreError
 from mcp_ollama.store import (
     ChatStore,
     ImageNote,
+    JobRecord,
     derive_title,
     new_session_id,
     validate_session_id,
@@ -767,3 +768,11 @@ def test_session_title_comes_from_the_first_turn_only(store: ChatStore) -> None:
     info = store.get_session("s1")
     assert info is not None
     assert info.title == "Plan a trip to Lisbon"
+
+
+def test_a_task_without_a_session_is_recorded_too(store: ChatStore) -> None:
+    # A task whose call failed before it had a session (bad arguments): its record has no session.
+    at = datetime.now(UTC)
+    store.record_job(JobRecord("t1", "", "", "failed", "proc", at, at, "alice|conn1", at, principal="alice"))
+    found = store.get_job("t1")
+    assert found is not None and found.session_id == "" and found.principal == "alice"

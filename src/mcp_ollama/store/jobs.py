@@ -36,7 +36,8 @@ class JobQueries(StoreBase):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
-                    session_key(job.session_id, job.principal),
+                    # A task whose call failed before it had a session has none.
+                    session_key(job.session_id, job.principal) if job.session_id else "",
                     job.model,
                     job.status,
                     job.owner,
