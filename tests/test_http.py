@@ -26,7 +26,12 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp_types import INVALID_PARAMS, ResourceTemplateReference
+from mcp_types import (
+    INVALID_PARAMS,
+    ResourceListChangedNotification,
+    ResourceTemplateReference,
+    ResourceUpdatedNotification,
+)
 
 from mcp_ollama.auth import add_token, hash_token
 from mcp_ollama.cli import main
@@ -388,3 +393,49 @@ def test_the_readmes_two_curl_commands_work_against_the_team_server(
     assert second["session_id"] == first["session_id"] and second["answer"]
     sent = [m["content"] for m in fake.chat_requests[-1]["messages"]]
     assert sent[1:] == ["Hello, what is MCP?", first["answer"], "Explain in Chinese."]
+
+
+@pytest.mark.anyio
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed:mcp.MCPDeprecationWarning")
+async def test_subscriptions_over_http_tell_only_the_sessions_principal(server: HttpServer) -> None:
+    """Both subscribe to 'watched' (each their own); only alice's turn is told, and only to alice."""
+    heard: dict[str, list[object]] = {"alice": [], "bob": []}
+
+    def handler(name: str) -> Any:
+        async def on_message(message: object) -> None:
+            heard[name].append(message)
+
+        return on_message
+
+    def updated(name: str) -> list[str]:
+        return [m.params.uri for m in heard[name] if isinstance(m, ResourceUpdatedNotification)]
+
+    async with (
+        create_mcp_http_client(headers=server.auth("alice")) as alice_http,
+        create_mcp_http_client(headers=server.auth("bob")) as bob_http,
+        client_for(
+            streamable_http_client(server.mcp_url, http_client=alice_http),
+            "legacy",
+            message_handler=handler("alice"),
+        ) as alice,
+        client_for(
+            streamable_http_client(server.mcp_url, http_client=bob_http),
+            "legacy",
+            message_handler=handler("bob"),
+        ) as bob,
+    ):
+        for client in (alice, bob):
+            await client.call_tool("chat", {"message": "start", "session_id": "watched"})
+            await client.subscribe_resource("chat://sessions/watched")
+        await alice.call_tool("chat", {"message": "again", "session_id": "watched"})
+        with anyio.fail_after(10):
+            while not updated("alice"):
+                await anyio.sleep(0.01)
+        # A barrier: bob's own new session brings him a list_changed after anything alice's turn sent.
+        heard["bob"].clear()
+        await bob.call_tool("chat", {"message": "barrier"})
+        with anyio.fail_after(10):
+            while not any(isinstance(m, ResourceListChangedNotification) for m in heard["bob"]):
+                await anyio.sleep(0.01)
+    assert updated("alice") == ["chat://sessions/watched"]
+    assert updated("bob") == []
