@@ -39,7 +39,7 @@ from mcp_ollama.server.principal import principal
 from mcp_ollama.transports.exposure import check_exposure
 
 from .conftest import client_for, free_port
-from .fake_ollama import Behavior, FakeOllama
+from .fake_ollama import LLAMA3, QWEN3, Behavior, FakeOllama
 from .test_tasks import request, task_call
 
 READY_LIMIT = 60.0
@@ -439,3 +439,41 @@ async def test_subscriptions_over_http_tell_only_the_sessions_principal(server: 
                 await anyio.sleep(0.01)
     assert updated("alice") == ["chat://sessions/watched"]
     assert updated("bob") == []
+
+
+@pytest.fixture
+def two_hosts(fake: FakeOllama, tmp_path: Path) -> Iterator[tuple[str, FakeOllama]]:
+    """serve --http in front of a second fake (qwen3:8b, llama3:8b), listed first, and the shared one."""
+    with FakeOllama(models=[QWEN3, LLAMA3]) as other:
+        port = free_port()
+        argv = [sys.executable, "-m", "mcp_ollama", "serve", "--http", "--port", str(port)]
+        argv += ["--db", str(tmp_path / "db"), "--preload", "off"]
+        argv += ["--ollama-host", other.url, "--ollama-host", fake.url]
+        quiet = subprocess.DEVNULL
+        process = subprocess.Popen(argv, env=_child_env(tmp_path), stdout=quiet, stderr=quiet)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_ready(url, process)
+            yield url, other
+        finally:
+            process.terminate()
+            process.communicate(timeout=15)
+
+
+@pytest.mark.anyio
+async def test_two_ollama_servers_over_http_route_by_model_and_fail_over(
+    two_hosts: tuple[str, FakeOllama], fake: FakeOllama
+) -> None:
+    url, other = two_hosts
+    async with (
+        create_mcp_http_client() as http,
+        client_for(streamable_http_client(url + "/mcp", http_client=http), "legacy") as client,
+    ):
+        qwen = await client.call_tool("chat", {"message": "to qwen", "model": "qwen3:8b"})
+        first = await client.call_tool("chat", {"message": "llama, first"})
+        other.stop()  # the first server listed goes away; llama3:8b is on the other one too
+        after = await client.call_tool("chat", {"message": "llama, after"})
+    assert qwen.is_error is not True and first.is_error is not True, (qwen.content, first.content)
+    assert after.is_error is not True, after.content
+    assert [r["messages"][-1]["content"] for r in other.chat_requests] == ["to qwen", "llama, first"]
+    assert [r["messages"][-1]["content"] for r in fake.chat_requests] == ["llama, after"]
