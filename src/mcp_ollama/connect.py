@@ -14,13 +14,7 @@ from .settings import Settings
 
 def open_client(settings: Settings) -> OllamaClient:
     """The client for the first Ollama server ``settings`` describe: address, timeouts, credentials."""
-    return OllamaClient(
-        settings.ollama_url,
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.generation_timeout,
-        basic_auth=settings.basic_auth(),
-        api_key=settings.bearer_token(),
-    )
+    return _client(settings, settings.ollama_url, settings.basic_auth(), settings.bearer_token())
 
 
 def open_pool(settings: Settings) -> OllamaPool:
@@ -28,16 +22,9 @@ def open_pool(settings: Settings) -> OllamaPool:
     clients = [open_client(settings)]
     key = settings.ollama_api_key.reveal() if settings.ollama_api_key else None
     for host in settings.other_ollama_hosts:
+        # As for the first server: its own user and password, else the API key (one header).
         basic = (host.user, host.password.reveal() if host.password else "") if host.user else None
-        clients.append(
-            OllamaClient(
-                host.url,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.generation_timeout,
-                basic_auth=basic,
-                api_key=None if basic else key,
-            )
-        )
+        clients.append(_client(settings, host.url, basic, None if basic else key))
     return OllamaPool(clients, max_parallel=settings.max_parallel)
 
 
@@ -62,4 +49,16 @@ def preload_request(settings: Settings, shown: ModelShow | None, model: str | No
         stream=False,
         options=GenerationOptions(num_ctx=window),
         keep_alive=settings.keep_alive,
+    )
+
+
+def _client(
+    settings: Settings, url: str, basic_auth: tuple[str, str] | None, api_key: str | None
+) -> OllamaClient:
+    return OllamaClient(
+        url,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.generation_timeout,
+        basic_auth=basic_auth,
+        api_key=api_key,
     )
