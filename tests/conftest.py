@@ -14,8 +14,8 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
+from mcp_ollama.config.settings import Settings
 from mcp_ollama.server import build_server
-from mcp_ollama.settings import Settings
 
 from .fake_ollama import FakeOllama
 

@@ -27,10 +27,10 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
 from mcp_ollama.backend import ChatChunk, ChatMessage, ChatRequest, OllamaClient
-from mcp_ollama.chat import ChatService, TurnPlan, preload_request
+from mcp_ollama.config.settings import Settings
+from mcp_ollama.core.chat import ChatService, TurnPlan, preload_request
 from mcp_ollama.core.jobs import Job
 from mcp_ollama.errors import InputTooLarge, OllamaUnreachable, StreamError
-from mcp_ollama.settings import Settings
 from mcp_ollama.store import ChatStore
 
 from .conftest import connect, eventually

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mcp_ollama.cli import build_parser, find_misuse, main
-from mcp_ollama.settings import load_settings
+from mcp_ollama.config.settings import load_settings
 from mcp_ollama.store import ChatStore
 
 from .conftest import free_port
@@ -124,7 +124,7 @@ def test_ask_never_imports_the_mcp_sdk(env: dict[str, str]) -> None:
     done = run_cli(env, "ask", "quick", python_flags=("-X", "importtime"))
     assert done.returncode == 0, done.stderr
     imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line]
-    assert "mcp_ollama.chat" in imported
+    assert "mcp_ollama.core.chat" in imported
     assert [name for name in imported if name.split(".")[0] in ("mcp", "mcp_types")] == []
 
 

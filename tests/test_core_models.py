@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mcp_ollama.backend import ChatMessage, GenerationOptions
+from mcp_ollama.config.settings import Settings
 from mcp_ollama.core.budget import Calibration, answer_reserve, estimate_tokens, fit_history
 from mcp_ollama.core.images import MAX_IMAGES, read_images, sniff
 from mcp_ollama.core.structured import check_format, parse_answer
@@ -24,7 +25,6 @@ from mcp_ollama.errors import (
     ModelNotFound,
     closest_name,
 )
-from mcp_ollama.settings import Settings
 
 from .fake_ollama import inline_think_tokens, tokenize
 

@@ -17,9 +17,9 @@ import anyio
 import pytest
 from mcp_types import TextContent
 
+from mcp_ollama.config.settings import Settings
 from mcp_ollama.core.budget import estimate_tokens
-from mcp_ollama.prompts import DEFAULT_SYSTEM_PROMPT
-from mcp_ollama.settings import Settings
+from mcp_ollama.core.prompts import DEFAULT_SYSTEM_PROMPT
 from mcp_ollama.store import ChatStore, SessionInfo, StoredMessage
 
 from .conftest import client_for, eventually, free_port, stdio_params

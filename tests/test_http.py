@@ -33,9 +33,9 @@ from mcp_types import (
     ResourceUpdatedNotification,
 )
 
-from mcp_ollama.auth import add_token, hash_token
 from mcp_ollama.cli import main
 from mcp_ollama.server.principal import principal
+from mcp_ollama.transports.auth import add_token, hash_token
 from mcp_ollama.transports.exposure import check_exposure
 
 from .conftest import client_for, free_port

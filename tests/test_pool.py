@@ -12,8 +12,8 @@ import pytest
 
 from mcp_ollama.backend import ChatMessage, ChatRequest, OllamaClient
 from mcp_ollama.backend.pool import DEFAULT_MAX_PARALLEL, OllamaPool, OnWait, model_key
+from mcp_ollama.config.hosts import DEFAULT_OLLAMA_URL, parse_ollama_hosts
 from mcp_ollama.errors import ModelNotFound, OllamaStatusError, OllamaUnreachable, SettingsError
-from mcp_ollama.ollama_host import DEFAULT_OLLAMA_URL, parse_ollama_hosts
 
 from .fake_ollama import LLAMA3, QWEN3, Behavior, FakeOllama
 

@@ -7,8 +7,8 @@ import pytest
 from mcp import MCPError
 from mcp_types import INVALID_PARAMS, LoggingMessageNotificationParams, TextContent
 
-from mcp_ollama.prompts import DEFAULT_SYSTEM_PROMPT
-from mcp_ollama.settings import Settings
+from mcp_ollama.config.settings import Settings
+from mcp_ollama.core.prompts import DEFAULT_SYSTEM_PROMPT
 from mcp_ollama.store import ChatStore
 
 from .conftest import connect, eventually, free_port

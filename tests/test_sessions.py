@@ -18,9 +18,9 @@ from mcp_types import (
     TextResourceContents,
 )
 
-from mcp_ollama.chat import ChatService, open_client
-from mcp_ollama.prompts import DEFAULT_SYSTEM_PROMPT, STYLES
-from mcp_ollama.settings import Settings
+from mcp_ollama.config.settings import Settings
+from mcp_ollama.core.chat import ChatService, open_client
+from mcp_ollama.core.prompts import DEFAULT_SYSTEM_PROMPT, STYLES
 from mcp_ollama.store import ChatStore
 
 from .conftest import connect, eventually

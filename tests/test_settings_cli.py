@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from mcp_ollama.cli import build_parser, main
-from mcp_ollama.settings import SETTINGS_SPEC, Settings, SettingsError, load_settings, parse_ollama_host
+from mcp_ollama.config.settings import (
+    SETTINGS_SPEC,
+    Settings,
+    SettingsError,
+    load_settings,
+    parse_ollama_host,
+)
 from mcp_ollama.store import ChatStore
 
 from .conftest import free_port

@@ -6,7 +6,7 @@ import pytest
 from mcp.shared.message import SessionMessage
 from mcp_types import INVALID_REQUEST, PARSE_ERROR, JSONRPCError
 
-from mcp_ollama.transport import classify_line
+from mcp_ollama.transports.stdio import classify_line
 
 
 @pytest.mark.parametrize(

@@ -22,10 +22,10 @@ from typing import TextIO
 import anyio
 import anyio.to_thread
 
-from ..chat import ChatService, Commit, TurnOutcome, Undo, open_client
+from ..config.settings import Settings
+from ..core.chat import ChatService, Commit, TurnOutcome, Undo, open_client
 from ..core.text import clean_text
 from ..errors import McpOllamaError
-from ..settings import Settings
 from ..store import ChatStore
 
 INTERRUPTED = 130

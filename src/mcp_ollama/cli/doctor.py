@@ -1,4 +1,4 @@
-"""``mcp-ollama doctor``: run the set-up checks of ``mcp_ollama.doctor`` and print the report.
+"""``mcp-ollama doctor``: run the set-up checks of ``cli.diagnostics`` and print the report.
 
 The checks change nothing on disk: the database is inspected, never created or migrated.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import anyio
 
-from ..settings import Settings
+from ..config.settings import Settings
 
 
 def doctor(settings: Settings) -> int:
@@ -16,7 +16,7 @@ def doctor(settings: Settings) -> int:
 
 
 async def _doctor(settings: Settings) -> int:
-    from ..doctor import format_report, run_checks
+    from .diagnostics import format_report, run_checks
 
     ok = format_report(await run_checks(settings), print)
     return 0 if ok else 1

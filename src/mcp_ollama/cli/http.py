@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import anyio
 
-from ..auth import TokenFileError
-from ..settings import Settings
+from ..config.settings import Settings
+from ..transports.auth import TokenFileError
 from ..transports.exposure import ExposureError, check_exposure
 
 

@@ -7,9 +7,9 @@ import sys
 import anyio
 
 from ..backend import ModelInfo
-from ..chat import open_client
+from ..config.settings import Settings
+from ..core.chat import open_client
 from ..errors import McpOllamaError
-from ..settings import Settings
 
 
 def models(settings: Settings) -> int:

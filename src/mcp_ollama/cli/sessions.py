@@ -10,11 +10,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from ..config.settings import Settings
 from ..core.text import clean_text
 from ..errors import McpOllamaError, SessionNotFound
-from ..settings import Settings
 from ..store import ChatStore, SessionInfo, validate_session_id
-from ..transcripts import transcript_json, transcript_markdown
+from ..store.transcripts import transcript_json, transcript_markdown
 
 
 def sessions(

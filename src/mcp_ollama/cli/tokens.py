@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..auth import TokenFileError, add_token
-from ..settings import Settings
+from ..config.settings import Settings
+from ..transports.auth import TokenFileError, add_token
 
 
 def tokens_add(settings: Settings, name: str) -> int:

@@ -31,8 +31,8 @@ from .text import clean_text, count
 from .waiting import Handoff
 
 if TYPE_CHECKING:
-    from ..chat import ChatService, Commit, TurnOutcome, TurnPlan, Undo
     from ..store import ChatStore, JobRecord
+    from .chat import ChatService, Commit, TurnOutcome, TurnPlan, Undo
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import anyio
 import anyio.to_thread
 
 if TYPE_CHECKING:
-    from ..chat import Commit, TurnOutcome, Undo
+    from .chat import Commit, TurnOutcome, Undo
     from .jobs import Job
 
 logger = logging.getLogger(__name__)

@@ -30,19 +30,19 @@ from pydantic import Field
 
 from .. import __version__
 from ..backend import ModelInfo, ModelShow
-from ..chat import ChatService, load_model, open_pool
+from ..config.settings import Settings
+from ..core.chat import ChatService, load_model, open_pool
 from ..core.jobs import Job, Jobs
 from ..errors import McpOllamaError, SessionNotFound, StoreError
-from ..protocol import ErrorCodeMiddleware, Peers, SpecMiddleware, TaskCapabilityMiddleware
-from ..results import ModelList, SessionChange, human_size, model_summary
-from ..settings import Settings
 from ..store import ChatStore, SessionInfo, validate_session_id
-from ..transport import stdio_transport
+from ..transports.stdio import stdio_transport
 from . import chat_tools, resources
 from . import prompts as prompt_handlers
 from .arguments import ArgumentMiddleware
 from .bus import PrincipalBus
+from .compat import ErrorCodeMiddleware, Peers, SpecMiddleware, TaskCapabilityMiddleware
 from .principal import principal
+from .results import ModelList, SessionChange, human_size, model_summary
 from .state import (
     AppState,
     app_state,

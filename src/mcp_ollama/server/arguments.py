@@ -20,7 +20,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent
 from pydantic import ValidationError
 
-from ..protocol import is_modern
+from .compat import is_modern
 
 ToolLookup = Callable[[str], Tool | None]
 

@@ -23,17 +23,17 @@ from pydantic import Field
 
 from ..backend import GenerationOptions
 from ..backend.models import Think
-from ..chat import TurnOutcome
+from ..core.chat import TurnOutcome
 from ..core.images import Image, read_images
 from ..core.jobs import Job, JobState
 from ..core.structured import Format
 from ..core.text import count
 from ..core.waiting import follow
 from ..errors import McpOllamaError, SessionNotFound
-from ..protocol import cancel_check, wants_progress
-from ..results import ChatCancel, ChatResult, ChatStatus, Usage, complete_result, complete_text
 from ..store import LOCAL, validate_session_id
+from .compat import cancel_check, wants_progress
 from .principal import principal
+from .results import ChatCancel, ChatResult, ChatStatus, Usage, complete_result, complete_text
 from .state import AppState, app_state, error_result, session_uri, structured_result
 
 logger = logging.getLogger(__name__)

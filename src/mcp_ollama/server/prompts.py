@@ -13,8 +13,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CompleteRequestParams, CompleteResult, Completion
 from pydantic import Field
 
+from ..core.prompts import COMMON_LANGUAGES, STYLES, render_system_prompt
 from ..errors import McpOllamaError, SessionNotFound
-from ..prompts import COMMON_LANGUAGES, STYLES, render_system_prompt
 from ..store import validate_session_id
 from .principal import principal
 from .state import AppState, app_state

@@ -12,12 +12,12 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 from ..backend import OllamaClient
-from ..chat import ChatService
+from ..config.settings import Settings
+from ..core.chat import ChatService
 from ..core.jobs import Jobs
 from ..errors import BackendError
-from ..protocol import Peers
-from ..settings import Settings
 from ..store import ChatStore
+from .compat import Peers
 
 SESSION_URI_PREFIX = "chat://sessions/"
 SESSION_URI_TEMPLATE = SESSION_URI_PREFIX + "{session_id}"

@@ -38,10 +38,10 @@ from mcp_types import INVALID_PARAMS, CallToolResult
 from ..core.jobs import Job, Jobs, JobState
 from ..core.waiting import follow
 from ..errors import McpOllamaError
-from ..protocol import _connection, is_modern
 from ..store import JobRecord
 from . import chat_tools
 from .arguments import argument_problem
+from .compat import _connection, is_modern
 from .principal import principal
 from .state import AppState, app_state, error_result
 

@@ -33,7 +33,7 @@ from mcp_types import (
     RequestParams,
 )
 
-from ..protocol import _connection
+from .compat import _connection
 from .principal import principal
 from .state import app_state
 from .tasks import (

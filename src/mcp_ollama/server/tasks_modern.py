@@ -36,8 +36,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
 from ..core.waiting import follow
-from ..protocol import is_modern
 from . import tasks_legacy
+from .compat import is_modern
 from .principal import principal
 from .state import app_state
 from .tasks import (

@@ -37,10 +37,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from .. import __version__
-from ..auth import TokenBook
+from ..config.settings import Settings
 from ..server import build_server
 from ..server.state import AppState
-from ..settings import Settings
+from .auth import TokenBook
 from .chat_endpoint import ChatEndpoint, StateHolder
 from .exposure import allowed_hosts, allowed_origins, check_exposure, is_loopback
 

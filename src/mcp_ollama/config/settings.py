@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SettingsError
-from .ollama_host import (
+from ..errors import SettingsError
+from .hosts import (
     DEFAULT_OLLAMA_URL,
     OllamaHost,
     Secret,

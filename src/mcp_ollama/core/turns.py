@@ -11,11 +11,11 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
-from .backend import GenerationOptions
-from .backend.models import Think
-from .core.images import Image
-from .core.structured import Format
-from .store import LOCAL, ImageNote
+from ..backend import GenerationOptions
+from ..backend.models import Think
+from ..store import LOCAL, ImageNote
+from .images import Image
+from .structured import Format
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from .errors import SettingsError
+from ..errors import SettingsError
 
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import time
 
-from .backend import ChatRequest, GenerationOptions, ModelShow, OllamaClient
-from .backend.catalog import ModelCatalog
-from .backend.pool import OllamaPool
-from .settings import Settings
+from ..config.settings import Settings
+from . import ChatRequest, GenerationOptions, ModelShow, OllamaClient
+from .catalog import ModelCatalog
+from .pool import OllamaPool
 
 
 def open_client(settings: Settings) -> OllamaClient:

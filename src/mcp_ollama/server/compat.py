@@ -39,7 +39,7 @@ from mcp_types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from .errors import McpOllamaError
+from ..errors import McpOllamaError
 
 logger = logging.getLogger(__name__)
 

@@ -21,21 +21,14 @@ from functools import partial
 import anyio
 import anyio.to_thread
 
-from .backend import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, ModelShow, OllamaClient
-from .backend.catalog import ModelCatalog
-from .backend.models import Think
-from .backend.pool import OllamaPool
-from .connect import load_model, open_client, open_pool, preload_request
-from .core.budget import IMAGE_TOKENS, Calibration, answer_reserve, estimate_tokens, fit_history
-from .core.images import Image
-from .core.jobs import LEASE_SECONDS
-from .core.structured import Format, check_format, parse_answer
-from .core.text import clean_text
-from .core.thinking import ThinkSplitter, split_thinking
-from .errors import InputError, InputTooLarge, ModelCannot, ModelNotFound, StoreError
-from .prompts import render_system_prompt
-from .settings import Settings
-from .store import (
+from ..backend import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, ModelShow, OllamaClient
+from ..backend.catalog import ModelCatalog
+from ..backend.connect import load_model, open_client, open_pool, preload_request
+from ..backend.models import Think
+from ..backend.pool import OllamaPool
+from ..config.settings import Settings
+from ..errors import InputError, InputTooLarge, ModelCannot, ModelNotFound, StoreError
+from ..store import (
     LOCAL,
     ChatStore,
     StoredMessage,
@@ -43,6 +36,13 @@ from .store import (
     session_key,
     validate_session_id,
 )
+from .budget import IMAGE_TOKENS, Calibration, answer_reserve, estimate_tokens, fit_history
+from .images import Image
+from .jobs import LEASE_SECONDS
+from .prompts import render_system_prompt
+from .structured import Format, check_format, parse_answer
+from .text import clean_text
+from .thinking import ThinkSplitter, split_thinking
 from .turns import Commit, TurnObserver, TurnOutcome, TurnPlan, Undo, Unobserved
 
 __all__ = [

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .backend import OllamaClient
-from .chat import load_model, open_client, open_pool
-from .errors import BackendError
-from .settings import Settings
-from .store import inspect_database
+from ..backend import OllamaClient
+from ..config.settings import Settings
+from ..core.chat import load_model, open_client, open_pool
+from ..errors import BackendError
+from ..store import inspect_database
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import McpOllamaError
-from .store.records import LOCAL, PRINCIPAL_PATTERN
+from ..errors import McpOllamaError
+from ..store.records import LOCAL, PRINCIPAL_PATTERN
 
 __all__ = [
     "LOCAL_PRINCIPAL",
