@@ -14,7 +14,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 from mcp_ollama.server import build_server
 
 from .fake_ollama import FakeOllama

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from mcp_types import TextContent
 
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 
 from .conftest import connect
 from .fake_ollama import FakeOllama

@@ -27,7 +27,7 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
 from mcp_ollama.backend import ChatChunk, ChatMessage, ChatRequest, OllamaClient
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 from mcp_ollama.core.chat import ChatService, TurnPlan, preload_request
 from mcp_ollama.core.jobs import Job
 from mcp_ollama.errors import InputTooLarge, OllamaUnreachable, StreamError

@@ -21,8 +21,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 import mcp_ollama
+from mcp_ollama.config import DEFAULT_MODEL, SETTINGS_SPEC
 from mcp_ollama.config.hosts import parse_ollama_host
-from mcp_ollama.config.settings import DEFAULT_MODEL, SETTINGS_SPEC
 
 from .fake_ollama import FakeOllama
 

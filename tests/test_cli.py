@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mcp_ollama.cli import build_parser, find_misuse, main
-from mcp_ollama.config.settings import load_settings
+from mcp_ollama.config import load_settings
 from mcp_ollama.store import ChatStore
 
 from .conftest import free_port

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mcp_ollama.backend import ChatMessage, GenerationOptions
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 from mcp_ollama.core.budget import Calibration, answer_reserve, estimate_tokens, fit_history
 from mcp_ollama.core.images import MAX_IMAGES, read_images, sniff
 from mcp_ollama.core.structured import check_format, parse_answer

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 
 from mcp_ollama.backend import ChatMessage, ChatRequest, OllamaClient
-from mcp_ollama.config.settings import Secret, Settings, SettingsError, load_settings, parse_ollama_host
+from mcp_ollama.config import Secret, Settings, SettingsError, load_settings, parse_ollama_host
 from mcp_ollama.errors import OllamaStatusError, OllamaUnreachable
 
 from .conftest import free_port

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 from mcp_ollama.store import ChatStore
 
 from .fake_ollama import Behavior, FakeOllama

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 
 from .fake_ollama import FakeOllama
 

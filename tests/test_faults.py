@@ -17,7 +17,7 @@ import anyio
 import pytest
 from mcp_types import TextContent
 
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 from mcp_ollama.core.budget import estimate_tokens
 from mcp_ollama.core.prompts import DEFAULT_SYSTEM_PROMPT
 from mcp_ollama.store import ChatStore, SessionInfo, StoredMessage

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-from mcp_ollama.config.settings import SETTINGS_SPEC
+from mcp_ollama.config import SETTINGS_SPEC
 
 from .fake_ollama import FakeOllama
 

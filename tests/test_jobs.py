@@ -12,7 +12,7 @@ import re
 import anyio
 import pytest
 
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 from mcp_ollama.store import ChatStore, JobRecord
 
 from .conftest import client_for, connect, eventually, stdio_params

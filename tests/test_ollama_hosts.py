@@ -10,8 +10,8 @@ import anyio
 import pytest
 from mcp_types import CallToolResult
 
+from mcp_ollama.config import Settings, load_settings
 from mcp_ollama.config.hosts import parse_ollama_host
-from mcp_ollama.config.settings import Settings, load_settings
 
 from .conftest import connect
 from .fake_ollama import LLAMA3, QWEN3, Behavior, FakeOllama

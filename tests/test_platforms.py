@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 
 from .fake_ollama import FakeOllama
 from .rawstdio import RawServer

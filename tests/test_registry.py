@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from mcp_ollama.config.settings import SETTINGS_SPEC
+from mcp_ollama.config import SETTINGS_SPEC
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_URL = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"

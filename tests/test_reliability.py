@@ -16,7 +16,7 @@ import pytest
 from anyio import wait_all_tasks_blocked
 from mcp import MCPError
 
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 from mcp_ollama.store import ChatStore
 
 from .conftest import connect, eventually

@@ -7,7 +7,7 @@ import pytest
 from mcp import MCPError
 from mcp_types import INVALID_PARAMS, LoggingMessageNotificationParams, TextContent
 
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 from mcp_ollama.core.prompts import DEFAULT_SYSTEM_PROMPT
 from mcp_ollama.store import ChatStore
 

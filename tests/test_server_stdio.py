@@ -9,7 +9,7 @@ import pytest
 from mcp import MCPError
 from mcp_types import INVALID_PARAMS, PARSE_ERROR, TextContent
 
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 
 from .conftest import client_for, eventually, stdio_params
 from .fake_ollama import Behavior, FakeOllama

@@ -18,7 +18,7 @@ from mcp_types import (
     TextResourceContents,
 )
 
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 from mcp_ollama.core.chat import ChatService, open_client
 from mcp_ollama.core.prompts import DEFAULT_SYSTEM_PROMPT, STYLES
 from mcp_ollama.store import ChatStore

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mcp_ollama.cli import build_parser, main
-from mcp_ollama.config.settings import (
+from mcp_ollama.config import (
     SETTINGS_SPEC,
     Settings,
     SettingsError,

@@ -38,7 +38,7 @@ from mcp_types import (
 )
 from pydantic import ConfigDict, TypeAdapter
 
-from mcp_ollama.config.settings import Settings
+from mcp_ollama.config import Settings
 from mcp_ollama.server import build_server, tasks, tasks_legacy, tasks_modern
 from mcp_ollama.store import ChatStore
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from ..config.settings import Settings
+from ..config import Settings
 from . import ChatRequest, GenerationOptions, ModelShow, OllamaClient
 from .catalog import ModelCatalog
 from .pool import OllamaPool

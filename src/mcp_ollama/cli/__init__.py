@@ -18,7 +18,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, NoReturn
 
 from .. import __version__
-from ..config.settings import SETTINGS_SPEC, Settings, SettingsError, load_settings
+from ..config import SETTINGS_SPEC, Settings, SettingsError, load_settings
 
 __all__ = ["CommandParser", "build_parser", "configure_logging", "find_misuse", "main"]
 

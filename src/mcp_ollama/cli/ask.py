@@ -22,7 +22,7 @@ from typing import TextIO
 import anyio
 import anyio.to_thread
 
-from ..config.settings import Settings
+from ..config import Settings
 from ..core.chat import ChatService, Commit, TurnOutcome, Undo, open_client
 from ..core.text import clean_text
 from ..errors import McpOllamaError

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..backend import OllamaClient
-from ..config.settings import Settings
+from ..config import Settings
 from ..core.chat import load_model, open_client, open_pool
 from ..errors import BackendError
 from ..store import inspect_database

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import anyio
 
-from ..config.settings import Settings
+from ..config import Settings
 
 
 def doctor(settings: Settings) -> int:

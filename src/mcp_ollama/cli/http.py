@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from ..config.settings import Settings
+from ..config import Settings
 from ..transports.auth import TokenFileError
 from ..transports.exposure import ExposureError, check_exposure
 

@@ -7,7 +7,7 @@ import sys
 import anyio
 
 from ..backend import ModelInfo
-from ..config.settings import Settings
+from ..config import Settings
 from ..core.chat import open_client
 from ..errors import McpOllamaError
 

@@ -12,7 +12,7 @@ from typing import TextIO
 
 import anyio
 
-from ..config.settings import Settings
+from ..config import Settings
 
 TTY_HINT = (
     "mcp-ollama: this is an MCP server. It is waiting for an MCP host (Claude Desktop, Claude Code, "

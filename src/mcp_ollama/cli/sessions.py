@@ -10,7 +10,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from ..config.settings import Settings
+from ..config import Settings
 from ..core.text import clean_text
 from ..errors import McpOllamaError, SessionNotFound
 from ..store import ChatStore, SessionInfo, validate_session_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..config.settings import Settings
+from ..config import Settings
 from ..transports.auth import TokenFileError, add_token
 
 

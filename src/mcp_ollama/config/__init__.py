@@ -1,1 +1,21 @@
-"""Settings: what can be configured (the spec), how it is read (flags, environment), and Ollama addresses."""
+"""Configuration at the edge: what can be set (``spec``), the frozen values (``settings``), how they
+are read from flags and the environment (``load``), and Ollama's addresses (``hosts``).
+"""
+
+from ..errors import SettingsError
+from .hosts import Secret, parse_ollama_host
+from .load import load_settings
+from .settings import DEFAULT_MODEL, Settings, default_db_path
+from .spec import SETTINGS_SPEC, SettingSpec
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "SETTINGS_SPEC",
+    "Secret",
+    "SettingSpec",
+    "Settings",
+    "SettingsError",
+    "default_db_path",
+    "load_settings",
+    "parse_ollama_host",
+]

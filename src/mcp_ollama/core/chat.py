@@ -26,7 +26,7 @@ from ..backend.catalog import ModelCatalog
 from ..backend.connect import load_model, open_client, open_pool, preload_request
 from ..backend.models import Think
 from ..backend.pool import OllamaPool
-from ..config.settings import Settings
+from ..config import Settings
 from ..errors import InputError, InputTooLarge, ModelCannot, ModelNotFound, StoreError
 from ..store import (
     LOCAL,

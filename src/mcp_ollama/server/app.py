@@ -30,7 +30,7 @@ from pydantic import Field
 
 from .. import __version__
 from ..backend import ModelInfo, ModelShow
-from ..config.settings import Settings
+from ..config import Settings
 from ..core.chat import ChatService, load_model, open_pool
 from ..core.jobs import Job, Jobs
 from ..errors import McpOllamaError, SessionNotFound, StoreError

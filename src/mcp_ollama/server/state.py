@@ -12,7 +12,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 from ..backend import OllamaClient
-from ..config.settings import Settings
+from ..config import Settings
 from ..core.chat import ChatService
 from ..core.jobs import Jobs
 from ..errors import BackendError

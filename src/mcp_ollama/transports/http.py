@@ -37,7 +37,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from .. import __version__
-from ..config.settings import Settings
+from ..config import Settings
 from ..server import build_server
 from ..server.state import AppState
 from .auth import TokenBook
