@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 import pytest
 
-from mcp_ollama.backend import ChatMessage, ChatRequest, OllamaClient
+from mcp_ollama.backend.client import OllamaClient
+from mcp_ollama.backend.models import ChatMessage, ChatRequest
 from mcp_ollama.config import Secret, Settings, SettingsError, load_settings, parse_ollama_host
 from mcp_ollama.errors import OllamaStatusError, OllamaUnreachable
 

@@ -19,7 +19,7 @@ import pytest
 from mcp import Client
 from mcp_types import CallToolResult, TextContent, TextResourceContents
 
-from mcp_ollama.backend import ChatMessage
+from mcp_ollama.backend.models import ChatMessage
 from mcp_ollama.config import Settings
 from mcp_ollama.core.budget import answer_reserve, fit_history
 from mcp_ollama.core.prompts import render_system_prompt

@@ -10,7 +10,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from mcp_ollama.backend import ChatMessage, ChatRequest, OllamaClient
+from mcp_ollama.backend.client import OllamaClient
+from mcp_ollama.backend.models import ChatMessage, ChatRequest
 from mcp_ollama.backend.pool import DEFAULT_MAX_PARALLEL, OllamaPool, OnWait, model_key
 from mcp_ollama.config.hosts import DEFAULT_OLLAMA_URL, parse_ollama_hosts
 from mcp_ollama.errors import ModelNotFound, OllamaStatusError, OllamaUnreachable, SettingsError

@@ -18,8 +18,9 @@ from mcp_types import (
     TextResourceContents,
 )
 
+from mcp_ollama.backend.connect import open_pool
 from mcp_ollama.config import Settings
-from mcp_ollama.core.chat import ChatService, open_client
+from mcp_ollama.core.chat import ChatService
 from mcp_ollama.core.prompts import DEFAULT_SYSTEM_PROMPT, STYLES
 from mcp_ollama.store import ChatStore
 
@@ -330,7 +331,7 @@ async def test_configured_system_prompt_replaces_the_default_everywhere(
     assert [m["role"] for m in fake.chat_requests[1]["messages"]] == ["system", "user", "assistant", "user"]
     store = ChatStore.open(custom.db_path)
     try:
-        async with open_client(custom) as ollama:
+        async with open_pool(custom) as ollama:
             assert ChatService(custom, ollama, store).system_prompt == "You are a pirate."
     finally:
         store.close()

@@ -186,6 +186,10 @@ class SessionNotFound(McpOllamaError):
         super().__init__(f"No chat session with id {session_id!r}.")
 
 
+class JobFailed(McpOllamaError):
+    """Something outside the domain's error tree broke a job; the message says what to do."""
+
+
 class StoreError(McpOllamaError):
     """The session database at ``path`` could not be read or written; ``cause`` says why and what to do."""
 

@@ -1,6 +1,7 @@
 """Ollama's REST API over httpx: typed request and response models and an async client.
 
-This package (``models``, ``client``) owns every byte exchanged with Ollama: ``OllamaClient``
+This package (``models``: the typed wire format, importable without httpx; ``client``; ``catalog``;
+``pool``; ``connect``) owns every byte exchanged with Ollama: ``OllamaClient``
 posts chat requests and streams the NDJSON answer as ``ChatChunk`` objects, lists and describes
 models, and maps every transport failure, error status and broken stream to the error tree in
 ``errors.py`` in one place, so that no httpx exception ever reaches a caller. It knows nothing
@@ -8,27 +9,3 @@ about MCP; its settings (URL, timeouts, credentials) are passed in by whoever bu
 Credentials travel only in the ``Authorization`` header, never in the URL, so no error text or
 log line holds them.
 """
-
-from .client import OllamaClient
-from .models import (
-    ChatChunk,
-    ChatMessage,
-    ChatRequest,
-    GenerationOptions,
-    ModelDetails,
-    ModelInfo,
-    ModelShow,
-    Role,
-)
-
-__all__ = [
-    "ChatChunk",
-    "ChatMessage",
-    "ChatRequest",
-    "GenerationOptions",
-    "ModelDetails",
-    "ModelInfo",
-    "ModelShow",
-    "OllamaClient",
-    "Role",
-]

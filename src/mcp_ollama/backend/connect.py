@@ -7,8 +7,9 @@ from __future__ import annotations
 import time
 
 from ..config import Settings
-from . import ChatRequest, GenerationOptions, ModelShow, OllamaClient
 from .catalog import ModelCatalog
+from .client import OllamaClient
+from .models import ChatRequest, GenerationOptions, ModelShow
 from .pool import OllamaPool
 
 

@@ -108,6 +108,11 @@ class OllamaPool:
         return [host.client for host in self._hosts]
 
     @property
+    def several(self) -> bool:
+        """Whether more than one server stands behind the pool."""
+        return len(self._hosts) > 1
+
+    @property
     def max_parallel(self) -> int:
         return self._max_parallel
 
@@ -169,6 +174,22 @@ class OllamaPool:
         """
         return self._catalogs[(await self._choose(model)).url]
 
+    async def is_loaded(self, model: str) -> bool | None:
+        """Whether ``model`` is in memory on the servers running its chats now (else on those that
+        have it); ``None`` when none of them could say (``/api/ps``)."""
+        key = model_key(model)
+        running = [h for h in self._hosts if h.running.get(key)]
+        asked = running or [h for h in self._hosts if h.has(key) is not False and not h.is_down()]
+        answers: list[bool] = []
+        for host in asked:
+            try:
+                with anyio.fail_after(TAGS_TIMEOUT):
+                    loaded = await host.client.loaded_models()
+            except (BackendError, TimeoutError):
+                continue
+            answers.append(key in {model_key(name) for name in loaded})
+        return any(answers) if answers else None
+
     async def catalog_client(self, model: str) -> OllamaClient:
         """The client of the server ``catalog_for`` picks."""
         return (await self._choose(model)).client
@@ -197,7 +218,7 @@ class OllamaPool:
 
     @asynccontextmanager
     async def chat_stream(
-        self, request: ChatRequest, *, on_wait: OnWait | None = None
+        self, request: ChatRequest, *, on_wait: OnWait | None = None, principal: str = ""
     ) -> AsyncIterator[AsyncIterator[ChatChunk]]:
         """``OllamaClient.chat_stream`` on the best server for ``request.model``, with failover.
 
@@ -218,6 +239,9 @@ class OllamaPool:
             host = await self._acquire(candidates, notify)
             async with AsyncExitStack() as stack:
                 stack.callback(self._release, host)
+                key = model_key(request.model)
+                host.running[key] = host.running.get(key, 0) + 1
+                stack.callback(host.stopped, key)
                 try:
                     chunks = await stack.enter_async_context(host.client.chat_stream(request))
                     first = await anext(chunks)
@@ -382,6 +406,8 @@ class _Host:
         self.url = client.base_url
         self.shown = self.url.split("://", 1)[-1]
         self.in_flight = 0
+        self.running: dict[str, int] = {}
+        """Chats in flight here by ``model_key``."""
         self.down_until = -math.inf
         self.down_detail = ""
         self.names: list[str] = []
@@ -395,6 +421,12 @@ class _Host:
 
     def is_down(self) -> bool:
         return time.monotonic() < self.down_until
+
+    def stopped(self, key: str) -> None:
+        """A chat on model ``key`` has left this server."""
+        self.running[key] -= 1
+        if not self.running[key]:
+            del self.running[key]
 
     def mark_down(self, detail: str, seconds: float) -> None:
         self.down_until = time.monotonic() + seconds

@@ -22,9 +22,11 @@ from typing import TextIO
 import anyio
 import anyio.to_thread
 
+from ..backend.connect import open_pool
 from ..config import Settings
-from ..core.chat import ChatService, Commit, TurnOutcome, Undo, open_client
+from ..core.chat import ChatService
 from ..core.text import clean_text
+from ..core.turns import Commit, TurnOutcome, Undo
 from ..errors import McpOllamaError
 from ..store import ChatStore
 
@@ -76,8 +78,8 @@ async def _turn(
     settings: Settings, store: ChatStore, message: str, session_id: str | None, printer: _Printer
 ) -> TurnOutcome | None:
     """The stored turn, or None when Ctrl-C cancelled it."""
-    async with open_client(settings) as client:
-        service = ChatService(settings, client, store)
+    async with open_pool(settings) as pool:
+        service = ChatService(settings, pool, store)
         with anyio.CancelScope() as scope, _interrupt_cancels(scope, printer.interrupted):
             return await service.turn(message, session_id=session_id, observer=printer)
     return None

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..backend import OllamaClient
+from ..backend.client import OllamaClient
+from ..backend.connect import load_model, open_client, open_pool
 from ..config import Settings
-from ..core.chat import load_model, open_client, open_pool
 from ..errors import BackendError
 from ..store import inspect_database
 

@@ -6,9 +6,9 @@ import sys
 
 import anyio
 
-from ..backend import ModelInfo
+from ..backend.connect import open_client
+from ..backend.models import ModelInfo
 from ..config import Settings
-from ..core.chat import open_client
 from ..errors import McpOllamaError
 
 

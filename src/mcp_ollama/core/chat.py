@@ -2,10 +2,10 @@
 
 ``ChatService.plan`` validates the input; ``ChatService.run`` reads the model's details (its
 context window and capabilities, once per model), loads the session's recent history, trims it to
-the window, streams the answer from Ollama while telling a ``TurnObserver`` of each piece
-(thinking apart from the answer), and only then writes the user message and the answer to the
-store in one transaction. A turn that fails or is cancelled writes nothing. Calls on one session
-are serialised; different sessions run concurrently.
+the window, streams the answer from the backend while telling a ``TurnObserver`` of each piece
+(thinking apart from the answer, ``core.answer``), and only then writes the user message and the
+answer to the store in one transaction. A turn that fails or is cancelled writes nothing. Calls
+on one session are serialised (``core.locks``); different sessions run concurrently.
 """
 
 from __future__ import annotations
@@ -13,19 +13,14 @@ from __future__ import annotations
 import contextlib
 import math
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 
 import anyio
 import anyio.to_thread
 
-from ..backend import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, ModelShow, OllamaClient
-from ..backend.catalog import ModelCatalog
-from ..backend.connect import load_model, open_client, open_pool, preload_request
-from ..backend.models import Think
-from ..backend.pool import OllamaPool
+from ..backend.models import ChatMessage, ChatRequest, GenerationOptions, ModelShow, Think
 from ..config import Settings
 from ..errors import InputError, InputTooLarge, ModelCannot, ModelNotFound, StoreError
 from ..store import (
@@ -36,56 +31,18 @@ from ..store import (
     session_key,
     validate_session_id,
 )
+from .answer import AnswerLimits, stream_answer
 from .budget import IMAGE_TOKENS, Calibration, answer_reserve, estimate_tokens, fit_history
 from .images import Image
-from .jobs import LEASE_SECONDS
+from .locks import SessionLocks
+from .ports import ModelBackend, ModelDetails
 from .prompts import render_system_prompt
 from .structured import Format, check_format, parse_answer
-from .text import clean_text
-from .thinking import ThinkSplitter, split_thinking
-from .turns import Commit, TurnObserver, TurnOutcome, TurnPlan, Undo, Unobserved
-
-__all__ = [
-    "ChatService",
-    "Commit",
-    "TurnObserver",
-    "TurnOutcome",
-    "TurnPlan",
-    "Undo",
-    "load_model",
-    "open_client",
-    "open_pool",
-    "preload_request",
-]
+from .turns import LEASE_SECONDS, TurnObserver, TurnOutcome, TurnPlan, Unobserved
 
 LEASE_POLL_FIRST = 0.05
 LEASE_POLL_MAX = 1.0
 """Seconds between looks at a session another process is writing a turn of."""
-
-
-@dataclass
-class _SessionLocks:
-    """One lock per session id, dropped again when nobody holds or waits for it."""
-
-    _locks: dict[str, tuple[anyio.Lock, int]] = field(default_factory=dict)
-
-    def busy(self, session_id: str) -> bool:
-        """Whether a turn of ``session_id`` is running (or waiting) now."""
-        return session_id in self._locks
-
-    @asynccontextmanager
-    async def hold(self, session_id: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(session_id, (anyio.Lock(), 0))
-        self._locks[session_id] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[session_id]
-            if users == 1:
-                del self._locks[session_id]
-            else:
-                self._locks[session_id] = (lock, users - 1)
 
 
 def _ms(nanoseconds: int | None) -> float | None:
@@ -93,25 +50,16 @@ def _ms(nanoseconds: int | None) -> float | None:
 
 
 class ChatService:
-    """Runs chat turns against one Ollama client and one session store."""
+    """Runs chat turns against one model backend and one session store."""
 
-    def __init__(self, settings: Settings, client: OllamaClient | OllamaPool, store: ChatStore) -> None:
-        """``client``: one Ollama server, or a pool of several (``open_pool``)."""
+    def __init__(self, settings: Settings, backend: ModelBackend, store: ChatStore) -> None:
+        """``backend``: where every chat goes (``backend.pool.OllamaPool``; one server is a pool of one)."""
         self._settings = settings
-        self.pool = (
-            client
-            if isinstance(client, OllamaPool)
-            else OllamaPool([client], max_parallel=settings.max_parallel)
-        )
-        """The Ollama servers chats go to (one, unless several were configured)."""
+        self.backend = backend
         self._store = store
-        self._locks = _SessionLocks()
+        self._locks = SessionLocks()
         self.owner = uuid.uuid4().hex
         """This process, as the holder of session leases and job records."""
-        self.client = self.pool.clients[0]
-        """The first Ollama server (the only one, usually)."""
-        self.models = self.pool.catalog(self.client.base_url)
-        """Each model's window and capabilities on the first server, read once (``catalog_for``: any)."""
         self.calibration = Calibration()
         """How Ollama's token counts compare with our estimate, per model."""
 
@@ -252,7 +200,7 @@ class ChatService:
         lease: bool,
     ) -> TurnOutcome:
         sid, options, model = plan.session_id, plan.options, plan.model
-        catalog = await self.pool.catalog_for(model)
+        catalog = await self.backend.catalog_for(model)
         shown = await catalog.details(model)
         think = await self._check_capabilities(plan, shown, catalog)
         window = self.window(model, shown, options)
@@ -284,9 +232,11 @@ class ChatService:
         estimated = sum(estimate_tokens(m.content) for m in request.messages)
         observer.requested(math.ceil(estimated * scale) + image_tokens)
         try:
-            answer, thinking, final = await self._stream(request, observer)
+            answer, thinking, final = await stream_answer(
+                self.backend, request, observer, self._limits(), principal=plan.principal
+            )
         except ModelNotFound as exc:  # removed since its details were read
-            if len(self.pool.clients) > 1:
+            if self.backend.several:
                 raise  # the pool's names every server's models already
             raise await catalog.not_found(model) from exc
         if not plan.images:  # an image's cost is a guess: only text calibrates
@@ -358,12 +308,15 @@ class ChatService:
             return min(options.num_ctx, maximum) if maximum else options.num_ctx
         return self._settings.context_window(maximum)
 
-    async def catalog_for(self, model: str) -> ModelCatalog:
+    def _limits(self) -> AnswerLimits:
+        return AnswerLimits(self._settings.max_answer_chars, self._settings.max_generation_seconds)
+
+    async def catalog_for(self, model: str) -> ModelDetails:
         """The details cache of the server that has ``model`` (the first server when none says so)."""
-        return await self.pool.catalog_for(model)
+        return await self.backend.catalog_for(model)
 
     async def _check_capabilities(
-        self, plan: TurnPlan, shown: ModelShow | None, catalog: ModelCatalog
+        self, plan: TurnPlan, shown: ModelShow | None, catalog: ModelDetails
     ) -> Think | None:
         """Refuse what the model cannot do; the ``think`` value to send (None: send none)."""
         capabilities = shown.capabilities if shown is not None else []
@@ -378,76 +331,6 @@ class ChatService:
         if plan.think is False and "thinking" not in capabilities:
             return None  # nothing to turn off; Ollama refuses 'think' for such a model
         return plan.think
-
-    async def _stream(
-        self, request: ChatRequest, observer: TurnObserver
-    ) -> tuple[str, str | None, ChatChunk]:
-        """Collect the streamed answer and thinking, telling ``observer`` of every piece.
-
-        Thinking comes as ``message.thinking`` or, from some models, inline as a
-        ``<think>…</think>`` block; either way it is kept apart from the answer. Both together
-        are capped in length (``max_answer_chars``), and the whole in time
-        (``max_generation_seconds``): past either, the stream is closed (Ollama stops) and the
-        answer so far is the answer, with the cap as its ``done_reason``.
-        """
-        pieces: list[str] = []
-        thought: list[str] = []
-        splitter = ThinkSplitter()
-        size = 0
-        limit = self._settings.max_answer_chars
-        final: ChatChunk | None = None
-
-        def take(thinking: str, content: str) -> bool:
-            """Keep the pieces; False once the cap is reached."""
-            nonlocal size
-            for text, into, tell in (
-                (thinking, thought, observer.thinking),
-                (content, pieces, observer.token),
-            ):
-                if not text:
-                    continue
-                if size + len(text) > limit:
-                    into.append(text[: limit - size])
-                    return False
-                into.append(text)
-                size += len(text)
-                tell(text)
-            return True
-
-        with anyio.move_on_after(self._settings.max_generation_seconds):
-            async with self.pool.chat_stream(request, on_wait=observer.waiting) as chunks:
-                async for chunk in chunks:
-                    message = chunk.message
-                    if message is not None:
-                        inline, content = splitter.feed(message.content) if message.content else ("", "")
-                        if not take((message.thinking or "") + inline, content):
-                            final = _stopped(request.model, "max_answer_chars", len(pieces) + len(thought))
-                            break
-                    if chunk.done:
-                        final = chunk
-                        take(*splitter.flush())
-                        break
-        if final is None:
-            final = _stopped(request.model, "max_generation_seconds", len(pieces) + len(thought))
-        late, answer = split_thinking(clean_text("".join(pieces)))
-        thinking = clean_text("".join(thought)).strip() + (("\n\n" + late) if late else "")
-        return answer, thinking.strip() or None, final
-
-
-def _stopped(model: str, reason: str, pieces: int) -> ChatChunk:
-    """The final chunk Ollama did not send, for an answer we stopped."""
-    return ChatChunk(
-        model=model,
-        created_at="",
-        done=True,
-        done_reason=reason,
-        total_duration=None,
-        load_duration=None,
-        prompt_eval_count=None,
-        prompt_eval_duration=None,
-        eval_count=pieces,
-        eval_duration=None,
-    )
 
 
 def _require_unicode(name: str, value: str) -> None:

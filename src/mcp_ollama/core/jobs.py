@@ -10,14 +10,12 @@ after a restart, can tell what became of it. Nothing here knows about MCP or HTT
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -25,14 +23,14 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
 
-from ..errors import McpOllamaError
+from ..errors import JobFailed, McpOllamaError
 from ..store.records import LOCAL
-from .text import clean_text, count
-from .waiting import Handoff
+from .job import Job, JobState
+from .turns import LEASE_RENEW_INTERVAL, LEASE_SECONDS, TurnPlan
 
 if TYPE_CHECKING:
     from ..store import ChatStore, JobRecord
-    from .chat import ChatService, Commit, TurnOutcome, TurnPlan, Undo
+    from .chat import ChatService
 
 logger = logging.getLogger(__name__)
 
@@ -40,206 +38,13 @@ LIVENESS_INTERVAL = 15.0
 """Seconds between refreshes of a running recorded job's heartbeat."""
 STALE_AFTER = timedelta(seconds=4 * LIVENESS_INTERVAL)
 """A running record not refreshed for this long belongs to a process that died."""
-LEASE_RENEW_INTERVAL = 2.0
-"""Seconds between renewals of the session leases this process holds."""
-LEASE_SECONDS = 5 * LEASE_RENEW_INTERVAL
-"""How long a session's lease outlives its holder's last renewal: a killed process holds up
-its sessions' next turns this long at most."""
 FINISHED_KEPT = 256
 """Finished jobs kept in memory for ``chat_result``; older ones are answered from the store."""
 
-Probe = Callable[[str], Awaitable[bool]]
+Probe = Callable[[str], Awaitable[bool | None]]
 """Whether Ollama has ``model`` loaded now."""
 Finished = Callable[["Job"], Awaitable[None]]
 """Called once a job's turn is stored, before anyone waiting hears of it."""
-
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    """Waiting for an earlier turn of the same session to finish."""
-    STARTED = "started"
-    """Sent to Ollama; no token yet (the model is loading or reading the prompt)."""
-    WRITING = "writing"
-    COMPLETE = "complete"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
-    """The server stopped before the answer was complete."""
-
-
-FINAL_STATES = frozenset({JobState.COMPLETE, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED})
-
-
-class JobFailed(McpOllamaError):
-    """Something outside the domain's error tree broke a job; the message says what to do."""
-
-
-@dataclass(eq=False)
-class Job:
-    """One chat turn running in the background, and everything known about it so far."""
-
-    id: str
-    plan: TurnPlan
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    state: JobState = JobState.STARTED
-    tokens: int = 0
-    """Pieces of the answer received so far."""
-    thoughts: int = 0
-    """Pieces of the model's thinking received so far (before the answer)."""
-    slot_wait: str | None = None
-    """Why the turn waits for a free slot on an Ollama server, while it does (until its first token)."""
-    prompt_tokens: int = 0
-    """Estimated tokens of the prompt sent to Ollama."""
-    message: str = ""
-    """What is happening now, for progress notifications."""
-    beats: int = 0
-    """Heartbeats so far: each one is news to relay, even when its message is unchanged."""
-    outcome: TurnOutcome | None = None
-    error: McpOllamaError | None = None
-    stop_reason: str = ""
-    recorded: bool = False
-    """Whether the store holds a record of this job."""
-    requester: str | None = None
-    """For an MCP task: who may see it (recorded with the job)."""
-    expires_at: datetime | None = None
-    """For an MCP task: when its record may be forgotten (its time to live)."""
-    pieces: list[str] = field(default_factory=list)
-    last_change: datetime = field(default_factory=lambda: datetime.now(UTC))
-    last_beat: float = field(default_factory=time.monotonic)
-    owned: bool = False
-    """The request that started the job still waits for it: that request stores the turn."""
-    handoff: Handoff | None = None
-    """The finished turn's commit, waiting for the owning request to run it."""
-    _changed: anyio.Event = field(default_factory=anyio.Event)
-    _done: anyio.Event = field(default_factory=anyio.Event)
-    _scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    _exited: anyio.Event = field(default_factory=anyio.Event)
-
-    @property
-    def session_id(self) -> str:
-        return self.plan.session_id
-
-    @property
-    def model(self) -> str:
-        return self.plan.model
-
-    @property
-    def progress(self) -> int:
-        """Pieces of thinking and answer so far: what progress notifications count."""
-        return self.tokens + self.thoughts
-
-    @property
-    def done(self) -> bool:
-        return self.state in FINAL_STATES
-
-    @property
-    def partial(self) -> str:
-        """The answer so far (all of it once complete)."""
-        return self.outcome.answer if self.outcome is not None else clean_text("".join(self.pieces))
-
-    @property
-    def changed(self) -> anyio.Event:
-        """Set at the next change of state, token or message."""
-        return self._changed
-
-    async def wait(self, deadline: float | None) -> bool:
-        """Wait until the job has ended, for at most ``deadline`` seconds (``None``: no limit)."""
-        with anyio.move_on_after(math.inf if deadline is None else deadline):
-            await self._done.wait()
-        return self.done
-
-    async def join(self, limit: float) -> bool:
-        """Wait (at most ``limit`` s) until the job's task has finished: Ollama's stream is closed."""
-        with anyio.move_on_after(limit):
-            await self._exited.wait()
-        return self._exited.is_set()
-
-    def cancel(self, reason: str, state: JobState = JobState.CANCELLED) -> bool:
-        """Stop the job (Ollama's stream is closed); False if it had ended, or its turn is stored."""
-        if self.done or self.outcome is not None:
-            return False
-        self.stop_reason = reason
-        self._end(state)
-        self._scope.cancel()
-        return True
-
-    # -- TurnObserver: called by ChatService.run as the turn goes along
-
-    # Neither of these sends progress by itself: a fast answer's first notification is its first
-    # token; the heartbeat speaks up if the wait gets long.
-
-    def queued(self) -> None:
-        self.state = JobState.QUEUED
-
-    def requested(self, prompt_tokens: int) -> None:
-        self.state, self.prompt_tokens = JobState.STARTED, prompt_tokens
-
-    def token(self, text: str) -> None:
-        self.pieces.append(text)
-        self.tokens += 1
-        self._change(JobState.WRITING, f"{self.model}: {count(self.tokens, 'token')} so far")
-
-    def waiting(self, text: str) -> None:
-        self.slot_wait = text
-        self.beats += 1
-        self._change(self.state, text)
-
-    def thinking(self, text: str) -> None:
-        self.thoughts += 1
-        self._change(JobState.WRITING, f"{self.model}: thinking… ({count(self.thoughts, 'token')})")
-
-    async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
-        """Where the turn is stored: by the owning request if it still waits, else here."""
-        if not self.owned:
-            return await anyio.to_thread.run_sync(commit)
-        handoff = self.handoff = Handoff(commit, undo)
-        self._bump()
-        await handoff.settled.wait()
-        if handoff.outcome is None:  # the owner was cancelled before or while storing: nothing stays
-            self.cancel("the request was cancelled")
-            await anyio.sleep_forever()  # the job's scope is cancelled: this raises at once
-            raise AssertionError("unreachable")
-        return handoff.outcome
-
-    # -- internals
-
-    def _bump(self) -> None:
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
-
-    def _change(self, state: JobState, message: str) -> None:
-        if self.done:
-            return
-        self.state, self.message = state, message
-        self.last_change = datetime.now(UTC)
-        self._bump()
-
-    def _end(self, state: JobState) -> None:
-        self.state = state
-        self.last_change = datetime.now(UTC)
-        self._changed.set()
-        self._done.set()
-
-    def record(self, owner: str) -> JobRecord:
-        from ..store import JobRecord
-
-        finished = self.last_change if self.done else None
-        status = "running" if not self.done else self.state.value
-        detail = str(self.error) if self.error is not None else (self.stop_reason or None)
-        return JobRecord(
-            id=self.id,
-            session_id=self.session_id,
-            model=self.model,
-            status=status,
-            owner=owner,
-            started_at=self.created_at,
-            heartbeat_at=datetime.now(UTC),
-            finished_at=finished,
-            detail=detail,
-            requester=self.requester,
-            expires_at=self.expires_at,
-            principal=self.plan.principal,
-        )
 
 
 class Jobs:

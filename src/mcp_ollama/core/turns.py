@@ -11,11 +11,16 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
-from ..backend import GenerationOptions
-from ..backend.models import Think
+from ..backend.models import GenerationOptions, Think
 from ..store import LOCAL, ImageNote
 from .images import Image
 from .structured import Format
+
+LEASE_RENEW_INTERVAL = 2.0
+"""Seconds between renewals of the session leases this process holds."""
+LEASE_SECONDS = 5 * LEASE_RENEW_INTERVAL
+"""How long a session's lease outlives its holder's last renewal: a killed process holds up
+its sessions' next turns this long at most."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What a request waiting for a job uses: ``follow`` relays its progress, ``Handoff`` stores its turn."""
+"""What a request waiting for a job uses: ``follow`` relays its progress (``job.Handoff`` stores its turn)."""
 
 from __future__ import annotations
 
@@ -12,47 +12,12 @@ import anyio
 import anyio.to_thread
 
 if TYPE_CHECKING:
-    from .chat import Commit, TurnOutcome, Undo
-    from .jobs import Job
+    from .job import Job
 
 logger = logging.getLogger(__name__)
 
 Report = Callable[[float, str], Awaitable[None]]
 """Send one progress notification: a strictly increasing value and a message."""
-
-
-class Handoff:
-    """A finished turn's commit, handed to the request that will send the answer.
-
-    The owner runs ``commit`` in a worker thread under a shield and, if the host cancelled
-    the request meanwhile, ``undo``: the turn is stored exactly when the answer is sent.
-    """
-
-    def __init__(self, commit: Commit, undo: Undo) -> None:
-        self.commit = commit
-        self.undo = undo
-        self.outcome: TurnOutcome | None = None
-        self.settled = anyio.Event()
-
-    async def run(self, cancelled: Callable[[], bool]) -> TurnOutcome | None:
-        """Store the turn unless ``cancelled()``; take it back if that turns true while storing."""
-        try:
-            with anyio.CancelScope(shield=True):
-                if cancelled():
-                    return None
-                outcome = await anyio.to_thread.run_sync(self.commit)
-                if cancelled() and outcome.store_error is None:
-                    await anyio.to_thread.run_sync(self.undo, outcome)
-                    return None
-                self.outcome = outcome
-                return outcome
-            return None  # not reached: a shielded scope does not swallow what the block raises
-        finally:
-            self.settled.set()
-
-    def decline(self) -> None:
-        """The owner is gone without storing: the job stores nothing."""
-        self.settled.set()
 
 
 async def follow(job: Job, report: Report, interval: float) -> None:

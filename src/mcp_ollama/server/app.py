@@ -29,10 +29,13 @@ from mcp_types import (
 from pydantic import Field
 
 from .. import __version__
-from ..backend import ModelInfo, ModelShow
+from ..backend.connect import load_model, open_pool
+from ..backend.models import ModelInfo, ModelShow
+from ..backend.pool import OllamaPool
 from ..config import Settings
-from ..core.chat import ChatService, load_model, open_pool
-from ..core.jobs import Job, Jobs
+from ..core.chat import ChatService
+from ..core.job import Job
+from ..core.jobs import Jobs
 from ..errors import McpOllamaError, SessionNotFound, StoreError
 from ..store import ChatStore, SessionInfo, validate_session_id
 from ..transports.stdio import stdio_transport
@@ -89,7 +92,6 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         try:
             async with open_pool(settings) as pool:
                 chat = ChatService(settings, pool, store)
-                client = chat.client
 
                 async def announce(job: Job) -> None:
                     """A stored turn changes its session resource (and the list, for a new session)."""
@@ -98,19 +100,16 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                         await peers.resources_changed(who)
                     await peers.resource_updated(session_uri(job.session_id), who)
 
-                async def is_loaded(model: str) -> bool:
-                    return model in await client.loaded_models()
-
                 async with Jobs(
                     chat,
                     store,
-                    probe=is_loaded,
+                    probe=pool.is_loaded,
                     on_finished=announce,
                     heartbeat_interval=settings.heartbeat_interval,
                 ) as jobs:
                     if settings.preload:
-                        jobs.spawn(lambda: preload(chat, settings))
-                    yield AppState(settings, client, store, chat, jobs, peers)
+                        jobs.spawn(lambda: preload(pool, settings))
+                    yield AppState(settings, pool, store, chat, jobs, peers)
         finally:
             store.close()
 
@@ -191,7 +190,7 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         except McpOllamaError as exc:
             return error_result(exc)
         shown = await _details(state, [m.name for m in models])
-        several = len(state.chat.pool.clients) > 1
+        several = state.pool.several
         result = ModelList(
             models=[
                 model_summary(
@@ -250,9 +249,9 @@ async def _pulled_everywhere(
     hosts: dict[str, list[str]] = {}
     down: dict[str, str] = {}
     errors: list[McpOllamaError] = []
-    for client in state.chat.pool.clients:
+    for client in state.pool.clients:
         try:
-            listed = await state.chat.pool.catalog(client.base_url).pulled(fresh=True)
+            listed = await state.pool.catalog(client.base_url).pulled(fresh=True)
         except McpOllamaError as exc:
             errors.append(exc)
             down[client.base_url] = str(exc)
@@ -260,7 +259,7 @@ async def _pulled_everywhere(
         for model in listed:
             models.setdefault(model.name, model)
             hosts.setdefault(model.name, []).append(client.base_url)
-    if len(errors) == len(state.chat.pool.clients):
+    if len(errors) == len(state.pool.clients):
         raise errors[0]
     return list(models.values()), hosts, down
 
@@ -271,7 +270,7 @@ async def _details(state: AppState, names: list[str]) -> dict[str, ModelShow]:
 
     async def read(name: str) -> None:
         try:
-            found[name] = await (await state.chat.catalog_for(name)).show(name)
+            found[name] = await (await state.pool.catalog_for(name)).show(name)
         except McpOllamaError as exc:
             logger.info("no details for %s: %s", name, exc)
 
@@ -316,11 +315,11 @@ async def _change_session(
 # ---------------------------------------------------------------------------- running
 
 
-async def preload(chat: ChatService, settings: Settings) -> None:
+async def preload(pool: OllamaPool, settings: Settings) -> None:
     """Ask Ollama to load the default model now, as chats will use it; quietly skipped if it is down."""
     try:
-        catalog = await chat.catalog_for(settings.model)  # the server a chat on it would go to
-        seconds = await load_model(await chat.pool.catalog_client(settings.model), settings, catalog)
+        catalog = await pool.catalog_for(settings.model)  # the server a chat on it would go to
+        seconds = await load_model(await pool.catalog_client(settings.model), settings, catalog)
     except McpOllamaError as exc:
         logger.info("did not preload %s: %s", settings.model, exc)
         return

@@ -21,13 +21,12 @@ from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from ..backend import GenerationOptions
-from ..backend.models import Think
-from ..core.chat import TurnOutcome
+from ..backend.models import GenerationOptions, Think
 from ..core.images import Image, read_images
-from ..core.jobs import Job, JobState
+from ..core.job import Job, JobState
 from ..core.structured import Format
 from ..core.text import count
+from ..core.turns import TurnOutcome
 from ..core.waiting import follow
 from ..errors import McpOllamaError, SessionNotFound
 from ..store import LOCAL, validate_session_id

@@ -144,14 +144,18 @@ async def read_model(ctx: ServerRequestContext[AppState], uri: str) -> ReadResou
     name = uri[len(MODEL_URI_PREFIX) :]
     if not name or len(name) > 200:
         raise not_found(ctx, uri)
-    chat = app_state(ctx).chat
+    pool = app_state(ctx).pool
     try:
-        show = await (await chat.catalog_for(name)).show(name)
+        show = await (await pool.catalog_for(name)).show(name)
     except ModelNotFound:
         raise not_found(ctx, uri) from None
     except BackendError as exc:
         raise MCPError(code=INTERNAL_ERROR, message=str(exc), data={"uri": uri}) from None
-    details = {"model": name, **show.model_dump(mode="json"), "num_ctx": chat.window(name, show, None)}
+    details = {
+        "model": name,
+        **show.model_dump(mode="json"),
+        "num_ctx": app_state(ctx).chat.window(name, show, None),
+    }
     text = json.dumps(details, indent=2)
     return ReadResourceResult(
         contents=[TextResourceContents(uri=uri, mime_type="application/json", text=text)]

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, JsonValue, WithJsonSchema
 
-from ..backend import ModelInfo, ModelShow
-from ..core.chat import TurnOutcome
+from ..backend.models import ModelInfo, ModelShow
+from ..core.turns import TurnOutcome
 
 
 class Usage(BaseModel):

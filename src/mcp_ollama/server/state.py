@@ -11,7 +11,7 @@ from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
-from ..backend import OllamaClient
+from ..backend.pool import OllamaPool
 from ..config import Settings
 from ..core.chat import ChatService
 from ..core.jobs import Jobs
@@ -29,7 +29,8 @@ class AppState:
     """What lives for the server's lifetime: built in the lifespan, closed when it ends."""
 
     settings: Settings
-    client: OllamaClient
+    pool: OllamaPool
+    """Every Ollama call goes through it (one server is a pool of one)."""
     store: ChatStore
     chat: ChatService
     jobs: Jobs
@@ -37,14 +38,16 @@ class AppState:
     _model_names: tuple[float, list[str]] = field(default=(-1e9, []))
 
     async def model_names(self) -> list[str]:
-        """Pulled model names, cached briefly; empty (not an error) when Ollama is down."""
+        """Pulled model names on every server (first seen first), cached briefly; empty (not an
+        error) when no server answers."""
         fetched_at, names = self._model_names
         if time.monotonic() - fetched_at < MODEL_CACHE_SECONDS:
             return names
         try:
-            names = [m.name for m in await self.client.list_models()]
+            listed = await self.pool.where()
         except BackendError:
-            names = []
+            listed = {}
+        names = list(dict.fromkeys(name for host in listed.values() for name in host.models))
         self._model_names = (time.monotonic(), names)
         return names
 

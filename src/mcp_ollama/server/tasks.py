@@ -35,7 +35,8 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult
 
-from ..core.jobs import Job, Jobs, JobState
+from ..core.job import Job, JobState
+from ..core.jobs import Jobs
 from ..core.waiting import follow
 from ..errors import McpOllamaError
 from ..store import JobRecord

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from ..core.jobs import JobState
+from ..core.job import JobState
 from ..errors import (
     BackendError,
     InputError,
