@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,7 +40,7 @@ from mcp_types import (
 from pydantic import ConfigDict, TypeAdapter
 
 from mcp_ollama.config import Settings
-from mcp_ollama.server import build_server, tasks, tasks_legacy, tasks_modern
+from mcp_ollama.server import build_server, taskbook, tasks_legacy, tasks_modern
 from mcp_ollama.store import ChatStore
 
 from .conftest import eventually
@@ -182,7 +183,7 @@ async def test_legacy_task_completes_with_progress_notifications_and_the_plain_r
         created = await task_call(client, "chat", {"message": "count"}, progressToken="p1")
         task = created["task"]
         assert task["status"] == "working"
-        assert task["ttl"] == tasks.DEFAULT_TTL_MS and "createdAt" in task and "lastUpdatedAt" in task
+        assert task["ttl"] == taskbook.DEFAULT_TTL_MS and "createdAt" in task and "lastUpdatedAt" in task
         result = await request(client, "tasks/result", {"taskId": task["taskId"]})
         assert await eventually(lambda: "completed" in observer.statuses(task["taskId"]))
         got = await request(client, "tasks/get", {"taskId": task["taskId"]})
@@ -192,7 +193,7 @@ async def test_legacy_task_completes_with_progress_notifications_and_the_plain_r
     assert result["content"] == [{"type": "text", "text": result["structuredContent"]["answer"]}]
     assert result["structuredContent"]["status"] == "complete"
     assert set(result["structuredContent"]) == set(plain.structured_content or {})
-    assert got["status"] == "completed" and got["ttl"] == tasks.DEFAULT_TTL_MS
+    assert got["status"] == "completed" and got["ttl"] == taskbook.DEFAULT_TTL_MS
     statuses = observer.statuses(task["taskId"])
     assert statuses[-1] == "completed" and statuses.count("completed") == 1
     assert set(statuses) <= {"working", "completed"}
@@ -259,7 +260,7 @@ async def test_legacy_ttl_is_capped(settings: Settings) -> None:
     async with legacy(settings) as client:
         task = (await task_call(client, "chat", {"message": "hi"}, {"ttl": 10**12}))["task"]
         await request(client, "tasks/result", {"taskId": task["taskId"]})
-    assert task["ttl"] == tasks.MAX_TTL_MS
+    assert task["ttl"] == taskbook.MAX_TTL_MS
 
 
 async def test_tasks_list_pages_through_every_task_with_opaque_cursors(
@@ -311,14 +312,14 @@ async def test_expired_tasks_are_gone_from_memory_and_store(settings: Settings) 
 async def test_finished_tasks_beyond_the_memory_bound_are_answered_from_the_store(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tasks, "FINISHED_TASKS_KEPT", 1)
+    monkeypatch.setattr(taskbook, "FINISHED_TASKS_KEPT", 1)
     async with legacy(settings) as client:
         ids = [(await task_call(client, "chat", {"message": f"m{i}"}))["task"]["taskId"] for i in range(3)]
         answers = [await request(client, "tasks/result", {"taskId": task_id}) for task_id in ids]
         again = await request(client, "tasks/result", {"taskId": ids[0]})
         got = await request(client, "tasks/get", {"taskId": ids[0]})
     assert again == answers[0]
-    assert got["status"] == "completed" and got["ttl"] == tasks.DEFAULT_TTL_MS
+    assert got["status"] == "completed" and got["ttl"] == taskbook.DEFAULT_TTL_MS
     with ChatStore.open(settings.db_path) as store:
         record = store.get_job(ids[0])
     assert record is not None and record.requester and record.expires_at and record.status == "complete"
@@ -367,8 +368,8 @@ async def test_modern_task_completes_with_the_result_inline(settings: Settings, 
             await request(client, "tasks/result", {"taskId": handle.task_id})
         with pytest.raises(MCPError) as no_list:
             await request(client, "tasks/list", {})
-    assert handle.status == "working" and handle.ttl_ms == tasks.DEFAULT_TTL_MS
-    assert handle.poll_interval_ms == tasks.POLL_INTERVAL_MS
+    assert handle.status == "working" and handle.ttl_ms == taskbook.DEFAULT_TTL_MS
+    assert handle.poll_interval_ms == taskbook.POLL_INTERVAL_MS
     assert done["status"] == "completed" and done["resultType"] == "complete"
     assert done["result"]["resultType"] == "complete" and done["result"]["isError"] is False
     assert done["result"]["structuredContent"]["answer"].startswith("tok0 tok1")
@@ -520,3 +521,33 @@ def test_official_requester_cancels_a_chat_task(
     out = run_requester(requester, settings, era, "cancel")
     assert out == {"kind": "task", "acknowledged": True, "snapshot": "cancelled"}
     assert fake.wait_for_hangup(), "Ollama must see the stream closed"
+
+
+async def test_a_task_refused_for_its_arguments_is_stored_with_its_expiry_and_result(
+    settings: Settings,
+) -> None:
+    async with legacy(settings) as client:
+        task = (await task_call(client, "chat", {"message": ""}, {"ttl": 60_000}))["task"]
+        result = await request(client, "tasks/result", {"taskId": task["taskId"]})
+    with ChatStore.open(settings.db_path) as store:
+        assert await eventually(lambda: store.get_job(task["taskId"]) is not None)
+        record = store.get_job(task["taskId"])
+    assert record is not None
+    assert record.status == "failed" and record.expires_at is not None
+    assert record.expires_at - record.started_at == timedelta(milliseconds=60_000)
+    assert record.result is not None and json.loads(record.result)["content"] == result["content"]
+    # Expired, it is purged like any other task (it used to be kept for ever).
+    with ChatStore.open(settings.db_path) as store:
+        store.delete_expired_jobs(record.expires_at + timedelta(seconds=1))
+        assert store.get_job(task["taskId"]) is None
+
+
+async def test_two_servers_in_one_process_share_no_task_state(settings: Settings) -> None:
+    async with legacy(settings) as first, legacy(settings) as second:
+        task = (await task_call(first, "chat", {"message": "hi"}))["task"]
+        await request(first, "tasks/result", {"taskId": task["taskId"]})
+        listed_first = await request(first, "tasks/list", {})
+        listed_second = await request(second, "tasks/list", {})
+        await expect_error(INVALID_PARAMS, second, "tasks/get", {"taskId": task["taskId"]})
+    assert [t["taskId"] for t in listed_first["tasks"]] == [task["taskId"]]
+    assert listed_second["tasks"] == []

@@ -20,6 +20,7 @@ import anyio
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import (
     CallToolResult,
     CompleteRequestParams,
@@ -54,6 +55,7 @@ from .state import (
     structured_result,
     tool_annotations,
 )
+from .taskbook import TaskBook
 from .tasks import TASK_TOOLS
 from .tasks_legacy import LegacyTaskCalls
 from .tasks_modern import ChatTasks
@@ -109,7 +111,16 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                 ) as jobs:
                     if settings.preload:
                         jobs.spawn(lambda: preload(pool, settings))
-                    yield AppState(settings, pool, store, chat, jobs, peers)
+                    tasks = TaskBook(
+                        store,
+                        jobs,
+                        final_result=chat_tools.finished_result,
+                        progress_interval=settings.progress_interval,
+                        cancel_grace=chat_tools.CANCEL_GRACE_SECONDS,
+                    )
+                    jobs.spawn(tasks.purge_forever)
+                    chat_tool = Tool.from_function(chat_tools.chat)
+                    yield AppState(settings, pool, store, chat, jobs, peers, tasks, chat_tool)
         finally:
             store.close()
 

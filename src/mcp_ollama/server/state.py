@@ -8,6 +8,7 @@ from typing import Any
 
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
@@ -18,6 +19,7 @@ from ..core.jobs import Jobs
 from ..errors import BackendError
 from ..store import ChatStore
 from .compat import Peers
+from .taskbook import Requesters, TaskBook
 
 SESSION_URI_PREFIX = "chat://sessions/"
 SESSION_URI_TEMPLATE = SESSION_URI_PREFIX + "{session_id}"
@@ -35,6 +37,12 @@ class AppState:
     chat: ChatService
     jobs: Jobs
     peers: Peers
+    tasks: TaskBook
+    """Every MCP task of this server, both eras."""
+    chat_tool: Tool
+    """``chat`` as registered (its argument model), for task calls that bypass ``tools/call``."""
+    requesters: Requesters = field(default_factory=Requesters)
+    """Names for the connections that ask for tasks."""
     _model_names: tuple[float, list[str]] = field(default=(-1e9, []))
 
     async def model_names(self) -> list[str]:

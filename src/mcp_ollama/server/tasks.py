@@ -1,10 +1,8 @@
-"""``chat`` as an MCP task: the task records both protocol eras share.
+"""``chat`` as an MCP task: who asks (requesters) and how a task's chat starts.
 
-A task wraps one chat job (``core.jobs``): ``TaskBook`` keeps the live ones in memory
-(bounded) and every record in the store's ``jobs`` table (status, requester, expiry, the final
-tool result as JSON) until its time to live has passed. ``tasks_legacy`` speaks 2025-11-25
-core tasks over it, ``tasks_modern`` the 2026-07-28 ``io.modelcontextprotocol/tasks``
-extension.
+The records live in ``taskbook`` (one ``TaskBook`` per server, in ``AppState``);
+``tasks_legacy`` speaks 2025-11-25 core tasks over it, ``tasks_modern`` the 2026-07-28
+``io.modelcontextprotocol/tasks`` extension.
 
 A task is visible only to its requester, and asking for someone else's gets exactly the
 error an unknown id gets. The requester is, in the handshake era, the connection (the
@@ -18,125 +16,49 @@ and lifetimes are capped.
 
 from __future__ import annotations
 
-import itertools
-import json
-import logging
-import uuid
-import weakref
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
-import anyio
 from mcp.server.context import ServerRequestContext
-from mcp.server.mcpserver.tools import Tool
-from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult
+from mcp_types import CallToolResult
 
-from ..core.job import Job, JobState
-from ..core.jobs import Jobs
-from ..core.waiting import follow
+from ..core.job import Job
 from ..errors import McpOllamaError
-from ..store import JobRecord
 from . import chat_tools
 from .arguments import argument_problem
 from .compat import _connection, is_modern
 from .principal import principal
 from .state import AppState, app_state, error_result
+from .taskbook import (
+    DEFAULT_TTL_MS,
+    POLL_INTERVAL_MS,
+    TASK_TOOLS,
+    ChatTask,
+    Progress,
+    Requesters,
+    TaskBook,
+    granted_ttl,
+    iso,
+    result_json,
+)
 
-logger = logging.getLogger(__name__)
-
-TASK_TOOLS = frozenset({"chat"})
-"""Tools that may run as tasks (``execution.taskSupport: "optional"``)."""
-DEFAULT_TTL_MS = 3_600_000
-"""A task's lifetime when the requester names none (the official client never does)."""
-MAX_TTL_MS = 86_400_000
-"""The longest lifetime granted; longer requests are cut to this."""
-POLL_INTERVAL_MS = 1_000
-"""The polling interval suggested to requesters."""
-STATUS_INTERVAL = 5.0
-"""Seconds between status notifications that only update a working task's message."""
-FINISHED_TASKS_KEPT = 128
-"""Finished tasks kept in memory; older ones are answered from the store."""
-PURGE_INTERVAL = 60.0
-"""Seconds between sweeps of expired task records."""
-
-RecordStatus = Literal["running", "complete", "failed", "cancelled", "interrupted"]
-_ENDED_AS: dict[JobState, RecordStatus] = {
-    JobState.COMPLETE: "complete",
-    JobState.CANCELLED: "cancelled",
-    JobState.INTERRUPTED: "interrupted",
-}
-Notify = Callable[["ChatTask"], Awaitable[None]]
-Progress = Callable[[float, str], Awaitable[None]]
-
-
-@dataclass(eq=False)
-class ChatTask:
-    """One task: its job while it runs, then its final tool result."""
-
-    id: str
-    requester: str
-    created_at: datetime
-    ttl_ms: int
-    job: Job | None = None
-    status: RecordStatus = "running"
-    """In the store's vocabulary; each era's view maps it to its own statuses."""
-    detail: str | None = None
-    """Why it ended, when it did not end well."""
-    result: dict[str, Any] | None = None
-    """The final ``CallToolResult`` as JSON, without ``resultType``."""
-    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    notify: Notify | None = None
-    """Sends a status notification, where the era has a place for one."""
-    ended: anyio.Event = field(default_factory=anyio.Event)
-
-    @property
-    def expires_at(self) -> datetime:
-        return self.created_at + timedelta(milliseconds=self.ttl_ms)
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-    @property
-    def message(self) -> str | None:
-        """What the task is doing now, or why it ended."""
-        if self.running:
-            return (self.job.message if self.job is not None else None) or "the local model is starting"
-        return self.detail
-
-    @property
-    def last_updated(self) -> datetime:
-        if self.running and self.job is not None:
-            return max(self.updated_at, self.job.last_change)
-        return self.updated_at
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def granted_ttl(requested: object) -> int:
-    """The lifetime granted for a requested ``ttl`` (ms); -32602 for one that is not a count."""
-    if requested is None:
-        return DEFAULT_TTL_MS
-    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
-        raise MCPError(code=INVALID_PARAMS, message="task.ttl must be a non-negative integer (milliseconds)")
-    return min(requested, MAX_TTL_MS)
-
-
-def not_found(task_id: str) -> MCPError:
-    """The answer for an unknown, expired or someone else's task: always the same."""
-    return MCPError(code=INVALID_PARAMS, message="Failed to retrieve task: Task not found")
-
+__all__ = [
+    "DEFAULT_TTL_MS",
+    "POLL_INTERVAL_MS",
+    "TASK_TOOLS",
+    "ChatTask",
+    "Progress",
+    "Requesters",
+    "chat_job",
+    "final_result",
+    "granted_ttl",
+    "iso",
+    "requester_of",
+    "result_json",
+    "task_book",
+]
 
 # ---------------------------------------------------------------------------- requesters
-
-_names: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
-_serial = itertools.count(1)
 
 
 def requester_of(ctx: ServerRequestContext[Any, Any]) -> str:
@@ -148,19 +70,12 @@ def _requester(ctx: ServerRequestContext[Any, Any]) -> str:
     state = app_state(ctx)
     connection = _connection(ctx)
     if not is_modern(ctx):
-        return _name(connection, f"2025:{state.jobs.owner}:conn")
+        return state.requesters.name(connection, f"2025:{state.jobs.owner}:conn")
     if connection.has_standalone_channel:  # a duplex pipe (stdio): one object per pipe
-        return _name(connection.outbound, f"2026:{state.jobs.owner}:pipe")
+        return state.requesters.name(connection.outbound, f"2026:{state.jobs.owner}:pipe")
     params = connection.client_params
     info = params.client_info if params is not None else None
     return f"2026:client:{info.name}/{info.version}" if info is not None else "2026:anonymous"
-
-
-def _name(key: object, prefix: str) -> str:
-    found = _names.get(key)
-    if found is None:
-        found = _names[key] = f"{prefix}{next(_serial)}"
-    return found
 
 
 # ---------------------------------------------------------------------------- starting chat
@@ -168,7 +83,7 @@ def _name(key: object, prefix: str) -> str:
 
 async def chat_job(state: AppState, arguments: Mapping[str, Any], principal: str) -> Job | CallToolResult:
     """Start ``chat`` with ``arguments`` as a job, or the ``isError`` result plain ``chat`` would give."""
-    tool = _chat_tool_definition()
+    tool = state.chat_tool
     problem = argument_problem(tool, dict(arguments))
     if problem is not None:  # worded as a plain call's ArgumentMiddleware words it
         return error_result(Exception(problem))
@@ -184,216 +99,10 @@ async def chat_job(state: AppState, arguments: Mapping[str, Any], principal: str
         return error_result(exc)
 
 
-_chat_tool: Tool | None = None
-
-
-def _chat_tool_definition() -> Tool:
-    """The ``chat`` tool as MCPServer registers it: its argument model and schema."""
-    global _chat_tool
-    if _chat_tool is None:
-        _chat_tool = Tool.from_function(chat_tools.chat)
-    return _chat_tool
-
-
 final_result = chat_tools.finished_result
 """What plain ``chat`` answers for a job once it has ended."""
 
 
-def result_json(result: CallToolResult) -> dict[str, Any]:
-    dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-    dumped.pop("resultType", None)
-    return dumped
-
-
-# ---------------------------------------------------------------------------- the book
-
-
-class TaskBook:
-    """This server's tasks: live ones in memory, every one in the store until it expires."""
-
-    def __init__(self, state: AppState) -> None:
-        # Held weakly: the book is kept in a WeakKeyDictionary keyed by state.jobs.
-        self._state_ref = weakref.ref(state)
-        self._tasks: OrderedDict[str, ChatTask] = OrderedDict()
-        self._finished: deque[str] = deque()
-        state.jobs.spawn(self._purge_forever)
-
-    @property
-    def _state(self) -> AppState:
-        state = self._state_ref()
-        if state is None:
-            raise RuntimeError("the server that kept these tasks has stopped")
-        return state
-
-    def adopt(
-        self, job: Job, requester: str, ttl_ms: int, *, notify: Notify | None, progress: Progress | None
-    ) -> ChatTask:
-        """Make ``job`` a task of ``requester``: recorded now, watched until it ends."""
-        task = ChatTask(job.id, requester, job.created_at, ttl_ms, job=job, notify=notify)
-        job.requester, job.expires_at = requester, task.expires_at
-        self._state.jobs.keep(job)
-        self._tasks[task.id] = task
-        self._state.jobs.spawn(lambda: self._watch(task, progress))
-        return task
-
-    def jobless(self, requester: str, ttl_ms: int, notify: Notify | None) -> ChatTask:
-        """A task for a call that fails before any job starts (bad arguments); ``fail`` it next."""
-        task = ChatTask(uuid.uuid4().hex, requester, datetime.now(UTC), ttl_ms, notify=notify)
-        self._tasks[task.id] = task
-        return task
-
-    def fail(self, task: ChatTask, result: CallToolResult) -> None:
-        """End a jobless task with the ``isError`` result its call gave."""
-        message = "".join(getattr(block, "text", "") for block in result.content)
-        self._end(task, "failed", message, result)
-        self._state.jobs.spawn(lambda: self._announce(task))
-
-    async def find(self, requester: str, task_id: str) -> ChatTask:
-        """``requester``'s task ``task_id``; -32602 if it is unknown, expired or someone else's."""
-        now = datetime.now(UTC)
-        task = self._tasks.get(task_id)
-        if task is None:
-            record = await anyio.to_thread.run_sync(self._state.store.get_job, task_id)
-            task = self._from_record(record) if record is not None else None
-        if task is None or task.requester != requester or (not task.running and task.expires_at < now):
-            raise not_found(task_id)
-        return task
-
-    async def page(self, requester: str, limit: int, cursor: str | None) -> tuple[list[ChatTask], str | None]:
-        """One page of ``requester``'s tasks, oldest first; -32602 for a cursor not ours."""
-        if cursor is None:
-            await self.purge()  # a listing starts: forget what has expired
-        try:
-            records, next_cursor = await anyio.to_thread.run_sync(
-                self._state.store.list_tasks, requester, limit, cursor
-            )
-        except ValueError:
-            raise MCPError(code=INVALID_PARAMS, message="Invalid cursor") from None
-        tasks = [self._tasks.get(r.id) or self._from_record(r) for r in records]
-        return [task for task in tasks if task is not None], next_cursor
-
-    async def cancel(self, task: ChatTask, reason: str) -> bool:
-        """Stop ``task``'s model (Ollama's stream is closed before this returns); False if it had ended."""
-        job = task.job
-        if not task.running or job is None:
-            return False
-        if not job.cancel(reason):  # its answer is already stored: it completes
-            await task.ended.wait()
-            return False
-        self._state.jobs.keep(job)
-        self._end(task, "cancelled", f"cancelled: {reason}", final_result(job))
-        await job.join(chat_tools.CANCEL_GRACE_SECONDS)
-        return True
-
-    async def purge(self) -> None:
-        now = datetime.now(UTC)
-        for key in [k for k, t in self._tasks.items() if not t.running and t.expires_at < now]:
-            del self._tasks[key]
-        try:
-            await anyio.to_thread.run_sync(self._state.store.delete_expired_jobs, now)
-        except Exception:
-            logger.warning("could not purge expired task records", exc_info=True)
-
-    # -- internals
-
-    async def _watch(self, task: ChatTask, progress: Progress | None) -> None:
-        job = task.job
-        assert job is not None
-        async with anyio.create_task_group() as tg:
-            if progress is not None:
-                tg.start_soon(follow, job, progress, self._state.settings.progress_interval)
-            if task.notify is not None:
-                tg.start_soon(self._relay_messages, task)
-            await job.wait(None)
-            tg.cancel_scope.cancel()
-        if task.running:
-            await job.join(chat_tools.CANCEL_GRACE_SECONDS)  # its turn (and record) is written by now
-            status = _ENDED_AS.get(job.state, "failed")
-            detail = str(job.error) if job.error is not None else (job.stop_reason or None)
-            self._end(task, status, detail, final_result(job))
-        await self._announce(task)
-
-    async def _relay_messages(self, task: ChatTask) -> None:
-        """A status notification when a working task's message changes, at most every ``STATUS_INTERVAL``."""
-        assert task.job is not None
-        sent = ""
-        while task.running:
-            await task.job.changed.wait()
-            if task.running and task.message != sent:
-                sent = task.message or ""
-                await self._send(task)
-                await anyio.sleep(STATUS_INTERVAL)
-
-    def _end(self, task: ChatTask, status: RecordStatus, detail: str | None, result: CallToolResult) -> None:
-        task.status, task.detail, task.result = status, detail, result_json(result)
-        task.updated_at = datetime.now(UTC)
-        task.ended.set()
-        self._state.jobs.spawn(lambda: self._save_then_retire(task))
-
-    async def _save_then_retire(self, task: ChatTask) -> None:
-        # Off the event loop: a store held by another program must not stall every request.
-        await anyio.to_thread.run_sync(self._save, task)
-        # Only then may memory forget it (the store answers for it from now on); as Jobs retires
-        # jobs, the oldest finished tasks first, without a scan per task.
-        self._finished.append(task.id)
-        while len(self._finished) > FINISHED_TASKS_KEPT:
-            self._tasks.pop(self._finished.popleft(), None)
-
-    def _save(self, task: ChatTask) -> None:
-        store, text = self._state.store, json.dumps(task.result)
-        try:
-            if task.job is not None:
-                store.finish_job(task.id, task.status, task.detail, text)
-                store.set_job_result(task.id, text)
-            else:
-                at = task.updated_at
-                owner = self._state.jobs.owner
-                store.record_job(
-                    JobRecord(task.id, "", "", task.status, owner, task.created_at, at, task.requester, at)
-                )
-                store.finish_job(task.id, task.status, task.detail, text)
-        except Exception:
-            logger.warning("could not record task %s", task.id, exc_info=True)
-
-    async def _announce(self, task: ChatTask) -> None:
-        if task.notify is not None:
-            await self._send(task)
-
-    async def _send(self, task: ChatTask) -> None:
-        assert task.notify is not None
-        try:
-            await task.notify(task)
-        except Exception:  # a requester that went away must not break the task
-            logger.debug("could not send a task status notification", exc_info=True)
-
-    def _from_record(self, record: JobRecord) -> ChatTask | None:
-        if record.requester is None or record.expires_at is None:
-            return None  # a job that is no task
-        status: RecordStatus = record.status  # type: ignore[assignment]  # the table's CHECK
-        if status == "running" and self._state.jobs.stored_state(record) is JobState.INTERRUPTED:
-            status = "interrupted"
-        ttl = int((record.expires_at - record.started_at) / timedelta(milliseconds=1))
-        task = ChatTask(record.id, record.requester, record.started_at, ttl, status=status)
-        task.detail = record.detail
-        task.result = json.loads(record.result) if record.result else None
-        task.updated_at = record.finished_at or record.heartbeat_at
-        if not task.running:
-            task.ended.set()
-        return task
-
-    async def _purge_forever(self) -> None:
-        while True:
-            await self.purge()
-            await anyio.sleep(PURGE_INTERVAL)
-
-
-_books: weakref.WeakKeyDictionary[Jobs, TaskBook] = weakref.WeakKeyDictionary()
-
-
 def task_book(ctx: ServerRequestContext[Any, Any]) -> TaskBook:
-    """The task book of this server (one per lifespan: made on first use)."""
-    state = app_state(ctx)
-    book = _books.get(state.jobs)
-    if book is None:
-        book = _books[state.jobs] = TaskBook(state)
-    return book
+    """The task book of this server (made in its lifespan)."""
+    return app_state(ctx).tasks
