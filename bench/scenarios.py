@@ -1,4 +1,4 @@
-"""Scenarios for ``bench/run.py`` beyond per-call overhead: long answers, model loading, a peer.
+"""Rows 7 and 8 of ``bench/run.py``, over stdio: a long answer, and the first chat after a model load.
 
 A. Long answer through an impatient host. A 12 s generation (``long_tokens`` tokens,
    ``long_token_delay`` apart) through an SDK client whose per-request timeout is
@@ -16,105 +16,22 @@ B. First chat after start, with a model that takes ``load_delay_s`` to load (the
    generation (``load_chat``: 100 ms to the first token, 20 tokens 10 ms apart), so "warm" is
    what a user waits for a loaded model, and the ratio (b) / warm says what the first call
    still pays once the load is out of the way.
-
-C. The peer: npm ``ollama-mcp`` (its ``ollama_chat`` tool), started as its package says
-   (``bin: dist/index.js``, stdio, ``OLLAMA_HOST``). ``run.py`` puts it in the per-call
-   interleave; this module only knows how to find, install and call it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
-import subprocess
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from mcp import Client, MCPError
 from tests.fake_ollama import Behavior, FakeOllama
 
-if TYPE_CHECKING:
-    from run import Bench
+from harness import Bench, say
 
-BENCH = Path(__file__).resolve().parent
-PEER_PACKAGE = "ollama-mcp"
-PEER_VERSION = "2.1.0"
-PEER_PREFIX = BENCH / ".node"
-PEER_DIR = PEER_PREFIX / "node_modules" / PEER_PACKAGE
-PEER_ENTRY = PEER_DIR / "dist" / "index.js"
 LOAD_CHAT = Behavior(token_count=20, first_token_delay=0.1, token_delay=0.01)
 """The chat of scenario B: ~0.3 s, what a loaded 8B model takes for a short answer."""
-
-
-def say(text: str) -> None:
-    print(f"  .. {text}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------- C: the peer
-
-
-@dataclass(frozen=True)
-class Peer:
-    command: str
-    args: list[str]
-    version: str
-
-
-def find_peer(install: bool) -> Peer | str:
-    """The installed peer, installing it into ``bench/.node`` first if asked; else why not."""
-    node = shutil.which("node")
-    if node is None:
-        return "node is not on PATH"
-    if not PEER_ENTRY.exists() and install:
-        npm = shutil.which("npm")
-        if npm is None:
-            return "npm is not on PATH"
-        say(f"installing {PEER_PACKAGE}@{PEER_VERSION} into {PEER_PREFIX}")
-        done = subprocess.run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(PEER_PREFIX),
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                f"{PEER_PACKAGE}@{PEER_VERSION}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            return f"npm install failed ({done.returncode}): {done.stderr.strip()[-500:]}"
-    if not PEER_ENTRY.exists():
-        return f"{PEER_ENTRY} is missing (run without --no-peer-install, or npm install it)"
-    version = json.loads((PEER_DIR / "package.json").read_text()).get("version", "?")
-    return Peer(node, [str(PEER_ENTRY)], version)
-
-
-def peer_chat(client: Client, model: str) -> Callable[[int], Any]:
-    """One ``ollama_chat`` call per round. ``format: "markdown"``: the tool's default, "json",
-    makes it ask Ollama for JSON mode and wrap a non-JSON answer in an error object."""
-
-    async def call(i: int) -> Any:
-        result = await client.call_tool(
-            "ollama_chat",
-            {"model": model, "messages": [{"role": "user", "content": f"hi {i}"}], "format": "markdown"},
-        )
-        if result.is_error:
-            text = result.content[0].text if result.content else ""
-            raise RuntimeError(f"peer: isError result: {text[:300]}")
-        return result
-
-    return call
 
 
 # --------------------------------------------------------------------------- A: long answer

@@ -1,0 +1,122 @@
+"""Rows 9, 9b, 9c and 10 of the report (the HTTP scenarios), from ``http_scenarios.run_http``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness import pct, summary
+from report import row_adder
+
+
+def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    row = row_adder(rows)
+
+    hc = res["http_clients"]
+    fl, ou = hc["floor"]["latency_ms"], hc["ours"]["latency_ms"]
+    n, calls = hc["clients"], hc["calls_per_client"]
+    errors = sum(x["errors"] for x in hc["floor"]["rounds"]), sum(x["errors"] for x in hc["ours"]["rounds"])
+    if not fl or not ou:
+        first_errors = (hc["floor"]["errors"] + hc["ours"]["errors"])[:2]
+        row(
+            "9",
+            f"HTTP, {n} clients: chat per call",
+            "no calls",
+            "no calls",
+            "p50 <= 1.15x floor",
+            False,
+            f"errors: floor {errors[0]}, ours {errors[1]}: {first_errors}",
+        )
+        return rows
+    f50, f99, o50, o99 = pct(fl, 50), pct(fl, 99), pct(ou, 50), pct(ou, 99)
+    r50 = o50 / f50
+    row(
+        "9",
+        f"HTTP, {n} clients x {calls} chats at once (new session each): p50 / p99 per call ({len(ou)} calls)",
+        f"floor {f50:.1f} / {f99:.1f} ms",
+        f"{o50:.1f} / {o99:.1f} ms = p50 {r50:.2f}x, p99 {o99 / f99:.2f}x",
+        "p50 <= 1.15x floor",
+        r50 <= 1.15 and not any(errors),
+        f"{r50 - 1.15:.2f}x ({o50 - 1.15 * f50:.1f} ms over 1.15x)"
+        + (f"; errors: floor {errors[0]}, ours {errors[1]}" if any(errors) else ""),
+        floor_stats=summary(fl),
+        ours_stats=summary(ou),
+        p50_ratio=r50,
+    )
+
+    def rate(name: str) -> float:
+        rounds = hc[name]["rounds"]
+        return float(sum(x["calls"] for x in rounds) / sum(x["wall_s"] for x in rounds))
+
+    def cpu_ms(name: str) -> float:
+        rounds = hc[name]["rounds"]
+        return float(sum(x["server_cpu_s"] for x in rounds) / sum(x["calls"] for x in rounds) * 1e3)
+
+    fr, orate = rate("floor"), rate("ours")
+    fc, oc = cpu_ms("floor"), cpu_ms("ours")
+    row(
+        "9b",
+        f"HTTP, {n} clients: throughput; server CPU per chat",
+        f"floor {fr:.0f} chats/s; {fc:.2f} ms",
+        f"{orate:.0f} chats/s ({orate / fr:.2f}x); {oc:.2f} ms ({oc / fc:.2f}x)",
+        "",
+        None,
+        f"errors: floor {errors[0]}, ours {errors[1]}" if any(errors) else "",
+        floor_chats_per_s=fr,
+        ours_chats_per_s=orate,
+        floor_cpu_ms_per_chat=fc,
+        ours_cpu_ms_per_chat=oc,
+    )
+
+    if hc.get("ours_continue", {}).get("latency_ms"):
+        co = hc["ours_continue"]["latency_ms"]
+        c50, c99 = pct(co, 50), pct(co, 99)
+        notes = {
+            name: sum(x.get("notifications_received", 0) for x in hc[name]["rounds"])
+            / max(1, sum(x["calls"] for x in hc[name]["rounds"]))
+            for name in ("floor", "ours", "ours_continue")
+        }
+        row(
+            "9c",
+            f"HTTP, {n} clients, each continuing its own session: p50 / p99; CPU; "
+            "notifications received per chat (new session / continuing)",
+            f"floor {f50:.1f} / {f99:.1f} ms",
+            f"{c50:.1f} / {c99:.1f} ms = p50 {c50 / f50:.2f}x; {rate('ours_continue'):.0f} chats/s; "
+            f"{cpu_ms('ours_continue'):.2f} ms CPU; {notes['ours']:.1f} / {notes['ours_continue']:.1f}",
+            "",
+            None,
+            "",
+            ours_stats=summary(co),
+            notifications_per_chat=notes,
+        )
+
+    th = res["two_hosts"]
+    label = (
+        f"chats/s, 1 Ollama host vs 2 (each 1 chat at a time, {th['latency_s'] * 1e3:.0f} ms a chat), "
+        f"{th['clients']} clients x {th['calls_per_client']}"
+    )
+    if "rounds" not in th or "skipped" in th:
+        row("10", label, "-", "skipped", ">= 1.8x", None, th.get("skipped", "not run"))
+        return rows
+
+    def hrate(name: str) -> float:
+        rounds = th["rounds"][name]
+        return float(sum(x["calls"] for x in rounds) / sum(x["wall_s"] for x in rounds))
+
+    one, two = hrate("one_host"), hrate("two_hosts")
+    split = [(x["chats_on_a"], x["chats_on_b"]) for x in th["rounds"]["two_hosts"]]
+    herr = sum(len(x["errors"]) for rs in th["rounds"].values() for x in rs)
+    ratio = two / one
+    row(
+        "10",
+        label,
+        f"1 host {one:.2f}/s (ideal {1 / th['latency_s']:.1f})",
+        f"2 hosts {two:.2f}/s = {ratio:.2f}x; split A/B {', '.join(f'{a}/{b}' for a, b in split)}",
+        ">= 1.8x",
+        ratio >= 1.8 and herr == 0,
+        f"{1.8 - ratio:.2f}x" + (f"; {herr} errors" if herr else ""),
+        one_host_chats_per_s=one,
+        two_hosts_chats_per_s=two,
+        ratio=ratio,
+    )
+    return rows
