@@ -9,16 +9,11 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from anyio.abc import SocketStream
 from pydantic import ValidationError
 
-from mcp_ollama.backend import (
-    ChatChunk,
-    ChatMessage,
-    ChatRequest,
-    GenerationOptions,
-    ModelShow,
-    OllamaClient,
-)
+from mcp_ollama.backend.client import OllamaClient
+from mcp_ollama.backend.models import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, ModelShow
 from mcp_ollama.errors import (
     ModelNotFound,
     OllamaStatusError,
@@ -28,6 +23,7 @@ from mcp_ollama.errors import (
 )
 
 from .fake_ollama import Behavior, FakeModel, FakeOllama
+from .raw_ollama import STREAM_HEAD, http_chunk, never_accepting, no_finalizers, raw_ollama
 
 pytestmark = pytest.mark.anyio
 
@@ -128,6 +124,27 @@ async def test_keep_alive_zero_is_sent_not_dropped(fake: FakeOllama, client: Oll
     await collect(client, request("hi", keep_alive=0))
 
     assert fake.chat_requests[0]["keep_alive"] == 0
+
+
+async def test_a_proxy_in_the_environment_never_sees_a_prompt(
+    fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(stream: SocketStream) -> None:
+        await stream.aclose()
+
+    async with raw_ollama(refuse) as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        async with OllamaClient(fake.url, connect_timeout=2, read_timeout=10) as client:
+            async with client.chat_stream(request("hi")) as chunks:
+                answer = [chunk async for chunk in chunks]
+            await client.list_models()
+
+    assert answer[-1].done
+    assert proxy.connections == 0
+    assert len(fake.requests) == 2
 
 
 # --- streaming ------------------------------------------------------------------------------------
@@ -279,6 +296,20 @@ async def test_cancelling_while_waiting_for_the_first_token_closes_the_connectio
             scope.cancel()
 
     assert fake.wait_for_hangup(timeout=5)
+
+
+async def test_a_reader_cancelled_while_awaiting_something_else_closes_the_stream(fake: FakeOllama) -> None:
+    """Cancelled in its own await (an async callback, say), not in httpcore's read."""
+    fake.default = Behavior(token_count=1000, token_delay=0.05)
+    async with OllamaClient(fake.url, connect_timeout=2, read_timeout=10) as client, no_finalizers():
+        received: list[ChatChunk] = []
+        with anyio.move_on_after(0.3):
+            async with client.chat_stream(request("hi")) as chunks:
+                async for chunk in chunks:
+                    received.append(chunk)
+                    await anyio.sleep_forever()  # the callback the cancellation lands in
+        assert len(received) == 1
+        assert await anyio.to_thread.run_sync(lambda: fake.wait_for_hangup(timeout=3))
 
 
 # --- error statuses ---------------------------------------------------------------------------
@@ -447,6 +478,33 @@ async def test_nothing_listening_raises_unreachable_naming_the_url() -> None:
     assert raised.value.url == url
     assert url in str(raised.value)
     assert isinstance(raised.value.__cause__, httpx.ConnectError)
+
+
+async def test_connect_timeout_bounds_the_wait_for_a_connection() -> None:
+    with never_accepting() as url:
+        async with OllamaClient(url, connect_timeout=0.3, read_timeout=60) as client:
+            with anyio.fail_after(10):
+                with pytest.raises(OllamaUnreachable, match="connection attempt timed out"):
+                    await client.version()
+
+
+async def test_an_endless_line_ends_the_stream_at_the_cap() -> None:
+    async def endless_line(stream: SocketStream) -> None:
+        await stream.send(STREAM_HEAD)
+        block = http_chunk(b"x" * (1024 * 1024))
+        while True:  # no newline, ever
+            await stream.send(block)
+
+    async with (
+        raw_ollama(endless_line) as server,
+        OllamaClient(server.url, connect_timeout=2, read_timeout=10) as client,
+    ):
+        with anyio.fail_after(30):  # without the cap: reading for ever
+            with pytest.raises(StreamError, match="malformed line from Ollama: xxx"):
+                async with client.chat_stream(request("hi")) as chunks:
+                    [chunk async for chunk in chunks]
+        with anyio.fail_after(5):
+            await server.hung_up.wait()
 
 
 # --- models and version ---------------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""The pure parts of a chat turn: token estimates, the answer reserve, and history trimming."""
+"""``core/budget.py``: token estimates, the answer reserve, history trimming (whole turns, oldest
+first) and the calibration learnt from Ollama's own prompt counts."""
 
 from __future__ import annotations
 
 import pytest
 
-from mcp_ollama.backend import ChatMessage, GenerationOptions
-from mcp_ollama.core.budget import answer_reserve, estimate_tokens, fit_history
+from mcp_ollama.backend.models import ChatMessage, GenerationOptions
+from mcp_ollama.core.budget import Calibration, answer_reserve, estimate_tokens, fit_history
 from mcp_ollama.errors import InputTooLarge
 
 SYSTEM = ChatMessage(role="system", content="s" * 40)
@@ -66,3 +67,82 @@ def test_estimates_err_on_the_generous_side() -> None:
 )
 def test_answer_reserve(ctx: int, options: GenerationOptions | None, reserve: int) -> None:
     assert answer_reserve(ctx, options) == reserve
+
+
+# --- the calibration, and trimming with a scale, extra tokens and a named window ------------------
+
+
+def test_calibration_follows_a_larger_ratio_at_once_and_a_smaller_one_gradually() -> None:
+    calibration = Calibration()
+    assert calibration.scale("dense:8b") == 1.0
+    calibration.learn("dense:8b", 1000, 2000, 8192)
+    assert calibration.scale("dense:8b") == 2.0
+    calibration.learn("dense:8b", 1000, 1000, 8192)
+    assert calibration.scale("dense:8b") == pytest.approx(1.75)
+    calibration.learn("dense:8b", 1000, 3000, 8192)
+    assert calibration.scale("dense:8b") == 3.0
+    assert calibration.scale("llama3:8b") == 1.0
+
+
+def test_calibration_ignores_counts_that_may_have_been_cut_or_are_missing() -> None:
+    calibration = Calibration()
+    calibration.learn("m", 1000, 7800, 8192)  # at 95 % of the window: Ollama may have cut it
+    calibration.learn("m", 1000, None, 8192)
+    calibration.learn("m", 1000, 0, 8192)  # a reused prompt cache
+    calibration.learn("m", 0, 500, 8192)
+    assert calibration.scale("m") == 1.0
+
+
+def test_calibration_is_bounded() -> None:
+    calibration = Calibration()
+    calibration.learn("big", 10, 1000, 100_000)
+    calibration.learn("small", 1000, 1, 100_000)
+    assert (calibration.scale("big"), calibration.scale("small")) == (4.0, 0.25)
+
+
+def long_questions(count: int, chars: int) -> list[ChatMessage]:
+    history = []
+    for n in range(count):
+        history += [
+            ChatMessage(role="user", content=f"q{n}" + "x" * chars),
+            ChatMessage(role="assistant", content=f"a{n}"),
+        ]
+    return history
+
+
+BE_BRIEF = ChatMessage(role="system", content="Be brief.")
+NOW = ChatMessage(role="user", content="now")
+
+
+def test_history_is_trimmed_a_whole_turn_at_a_time_oldest_first() -> None:
+    history = long_questions(4, 400)  # about 105 tokens a turn
+    fixed = estimate_tokens(BE_BRIEF.content) + estimate_tokens(NOW.content)
+    kept = fit_history(BE_BRIEF, history, NOW, fixed + 250)
+    assert kept == history[-4:]
+    assert fit_history(BE_BRIEF, history, NOW, fixed + 1000) == history
+
+
+def test_a_scale_trims_sooner_and_extra_tokens_count() -> None:
+    history = long_questions(4, 400)
+    budget = 600
+    assert fit_history(BE_BRIEF, history, NOW, budget) == history
+    assert fit_history(BE_BRIEF, history, NOW, budget, scale=2.0) == history[-4:]
+    assert fit_history(BE_BRIEF, history, NOW, budget, extra=400) == history[-2:]
+
+
+def test_a_message_that_does_not_fit_names_the_window() -> None:
+    with pytest.raises(InputTooLarge, match="too long for llama3:8b's context window of 8,192 tokens"):
+        fit_history(
+            BE_BRIEF,
+            [],
+            ChatMessage(role="user", content="x" * 40_000),
+            7168,
+            window="llama3:8b's context window of 8,192 tokens",
+        )
+
+
+def test_the_answer_reserve_is_num_predict_or_a_quarter_of_the_window() -> None:
+    assert answer_reserve(8192, None) == 1024
+    assert answer_reserve(2048, None) == 512
+    assert answer_reserve(8192, GenerationOptions(num_predict=300)) == 300
+    assert answer_reserve(8192, GenerationOptions(num_predict=100_000)) == 4096

@@ -1034,7 +1034,7 @@ def test_go_base64_accepts_what_python_encodes_and_skips_newlines(data: bytes) -
 
 
 def test_the_script_serves_the_ready_made_models_it_is_given() -> None:
-    script = Path(__file__).with_name("fake_ollama.py")
+    script = Path(__file__).with_name("fake_ollama")  # the package's directory: its __main__.py
     proc = subprocess.Popen(
         [sys.executable, str(script), "--models", "qwen3,llava:7b", "--tokenizer"],
         stdout=subprocess.PIPE,
@@ -1058,9 +1058,12 @@ def test_the_script_serves_the_ready_made_models_it_is_given() -> None:
 
 
 def test_the_script_refuses_an_unknown_model() -> None:
-    script = Path(__file__).with_name("fake_ollama.py")
     done = subprocess.run(
-        [sys.executable, str(script), "--models", "qwen3,phi3"], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "tests.fake_ollama", "--models", "qwen3,phi3"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 2
     assert "unknown model(s) phi3" in done.stderr
