@@ -47,6 +47,7 @@ from .bus import PrincipalBus
 from .compat import ErrorCodeMiddleware, Peers, SpecMiddleware, TaskCapabilityMiddleware
 from .principal import principal
 from .results import ModelList, SessionChange, human_size, model_summary
+from .sdk import lowlevel_server, tool_manager
 from .state import (
     AppState,
     app_state,
@@ -135,18 +136,18 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         log_level=settings.log_level,  # type: ignore[arg-type]
         extensions=[ChatTasks()],  # tasks: both eras' methods, 2026-07-28 tools/call
     )
-    lowlevel = server._lowlevel_server
+    lowlevel = lowlevel_server(server)
     lowlevel.middleware.append(ErrorCodeMiddleware())  # outermost of ours: no error has code 0
     lowlevel.middleware.append(
-        SpecMiddleware(lambda name: server._tool_manager.get_tool(name) is not None, peers)
+        SpecMiddleware(lambda name: tool_manager(server).get_tool(name) is not None, peers)
     )
-    lowlevel.middleware.append(ArgumentMiddleware(server._tool_manager.get_tool))
+    lowlevel.middleware.append(ArgumentMiddleware(tool_manager(server).get_tool))
     # tasks, 2025-11-25: advertised, and task-augmented tools/call answered (after SpecMiddleware's
     # unknown-tool check)
     lowlevel.middleware.extend([TaskCapabilityMiddleware(TASK_TOOLS), LegacyTaskCalls()])
 
     _register_tools(server, peers)
-    for tool in server._tool_manager.list_tools():
+    for tool in tool_manager(server).list_tools():
         # The SDK takes a docstring as it is, continuation lines indented; hosts show it verbatim.
         tool.description = inspect.cleandoc(tool.description)
     prompt_handlers.register(server)
@@ -340,7 +341,7 @@ async def preload(pool: OllamaPool, settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     """Serve MCP on stdio until stdin closes or SIGTERM/SIGINT arrives; always ends cleanly."""
     server = build_server(settings)
-    lowlevel = server._lowlevel_server
+    lowlevel = lowlevel_server(server)
     options = lowlevel.create_initialization_options(NotificationOptions(resources_changed=True))
     async with stdio_transport() as (read_stream, write_stream), anyio.create_task_group() as tg:
         tg.start_soon(_stop_on_signals, tg.cancel_scope.cancel)

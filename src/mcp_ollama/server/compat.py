@@ -40,6 +40,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from ..errors import McpOllamaError
+from .sdk import connection as sdk_connection
+from .sdk import request_outbound
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ def wants_progress(ctx: ServerRequestContext[Any, Any]) -> bool:
     """
     if ctx.meta is not None and ctx.meta.get("progress_token") is not None:
         return True
-    outbound = getattr(ctx.session, "_request_outbound", None)
+    outbound = request_outbound(ctx)
     outbound = getattr(outbound, "_inner", outbound)  # 2026-07-28 wraps the dispatch context
     return (
         getattr(outbound, "_on_progress", None) is not None
@@ -93,19 +95,12 @@ def cancel_check(ctx: ServerRequestContext[Any, Any]) -> Callable[[], bool]:
     The SDK keeps the flag on the request's dispatch context, behind the per-request session;
     where it cannot be found, the answer is always "no" (the turn is then stored as before).
     """
-    event = getattr(getattr(ctx.session, "_request_outbound", None), "cancel_requested", None)
+    event = getattr(request_outbound(ctx), "cancel_requested", None)
     return event.is_set if isinstance(event, anyio.Event) else _never
 
 
 def _never() -> bool:
     return False
-
-
-def _connection(ctx: ServerRequestContext[Any, Any]) -> Connection:
-    # The SDK keeps the connection behind the per-request ServerSession; it is the only
-    # stable identity a handshake-era client has across its requests.
-    connection: Connection = ctx.session._connection
-    return connection
 
 
 class _Peer:
@@ -142,7 +137,7 @@ class Peers:
         """The record for this request's connection; ``None`` in the 2026-07-28 era."""
         if is_modern(ctx):
             return None
-        connection = _connection(ctx)
+        connection = sdk_connection(ctx)
         found = self._peers.get(connection)
         if found is None:
             found = self._peers[connection] = _Peer(connection, self._principal_of(ctx))

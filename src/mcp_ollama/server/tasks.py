@@ -24,9 +24,9 @@ from mcp_types import CallToolResult
 
 from ..core.job import Job
 from ..errors import McpOllamaError
-from . import chat_tools
+from . import chat_tools, sdk
 from .arguments import argument_problem
-from .compat import _connection, is_modern
+from .compat import is_modern
 from .principal import principal
 from .state import AppState, app_state, error_result
 from .taskbook import (
@@ -68,7 +68,7 @@ def requester_of(ctx: ServerRequestContext[Any, Any]) -> str:
 
 def _requester(ctx: ServerRequestContext[Any, Any]) -> str:
     state = app_state(ctx)
-    connection = _connection(ctx)
+    connection = sdk.connection(ctx)
     if not is_modern(ctx):
         return state.requesters.name(connection, f"2025:{state.jobs.owner}:conn")
     if connection.has_standalone_channel:  # a duplex pipe (stdio): one object per pipe

@@ -33,7 +33,7 @@ from mcp_types import (
     RequestParams,
 )
 
-from .compat import _connection
+from . import sdk
 from .principal import principal
 from .state import app_state
 from .tasks import (
@@ -113,7 +113,7 @@ async def start_task(
     """Create the task for a ``chat`` call; its ``CreateTaskResult``."""
     ttl_ms = granted_ttl(ttl)
     state, book, requester = app_state(ctx), task_book(ctx), requester_of(ctx)
-    connection = _connection(ctx)
+    connection = sdk.connection(ctx)
 
     async def notify(task: ChatTask) -> None:
         await connection.notify("notifications/tasks/status", legacy_view(task))

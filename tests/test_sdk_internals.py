@@ -1,0 +1,56 @@
+"""The SDK internals ``server/sdk.py`` names, exercised on a real server: an SDK upgrade that
+moves one fails here, by name, before anything subtler breaks."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.server.connection import Connection
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.tools import ToolManager
+
+from mcp_ollama.config import Settings
+from mcp_ollama.server import build_server, sdk
+
+pytestmark = pytest.mark.anyio
+
+
+def test_the_pinned_sdk_is_the_one_the_internals_were_checked_with() -> None:
+    assert version("mcp") == sdk.CHECKED_WITH, (
+        "re-check every accessor in server/sdk.py, then bump CHECKED_WITH"
+    )
+
+
+def test_lowlevel_server_and_tool_manager(settings: Settings) -> None:
+    server = build_server(settings)
+    lowlevel = sdk.lowlevel_server(server)
+    assert isinstance(lowlevel, Server)
+    assert isinstance(lowlevel.middleware, list) and lowlevel.middleware  # ours are in it
+    manager = sdk.tool_manager(server)
+    assert isinstance(manager, ToolManager)
+    assert manager.get_tool("chat") is not None and manager.get_tool("no such tool") is None
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_connection_and_request_outbound_inside_a_request(mode: str) -> None:
+    seen: dict[str, Any] = {}
+    server: MCPServer[Any] = MCPServer("probe")
+
+    @server.tool()
+    async def probe(ctx: Context[Any, Any]) -> str:
+        request_context: ServerRequestContext[Any, Any] = ctx.request_context
+        seen["connection"] = sdk.connection(request_context)
+        outbound = sdk.request_outbound(request_context)
+        seen["cancel"] = getattr(outbound, "cancel_requested", None)
+        return "ok"
+
+    async with Client(server, mode=mode) as client:  # type: ignore[arg-type]
+        await client.call_tool("probe", {})
+    assert isinstance(seen["connection"], Connection)
+    assert isinstance(seen["cancel"], anyio.Event)
