@@ -12,9 +12,9 @@ from pathlib import Path
 
 from ..config import Settings
 from ..core.text import clean_text
+from ..core.transcripts import transcript_json, transcript_markdown
 from ..errors import McpOllamaError, SessionNotFound
 from ..store import ChatStore, SessionInfo, validate_session_id
-from ..store.transcripts import transcript_json, transcript_markdown
 
 
 def sessions(

@@ -33,9 +33,9 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
+from ..core.transcripts import transcript_json, transcript_markdown
 from ..errors import BackendError, McpOllamaError, ModelNotFound
 from ..store import SessionInfo, validate_session_id
-from ..store.transcripts import transcript_json, transcript_markdown
 from .compat import not_found_code
 from .principal import principal
 from .state import SESSION_URI_PREFIX, SESSION_URI_TEMPLATE, AppState, app_state, session_uri

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from . import SessionInfo, StoredMessage
+from ..store import SessionInfo, StoredMessage
 
 
 def _iso(value: datetime) -> str:
