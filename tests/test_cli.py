@@ -213,9 +213,10 @@ def test_sessions_show_and_export(env: dict[str, str], prepared: str) -> None:
 
     markdown = run_cli(env, "sessions", "export", "recipes")
     assert markdown.returncode == 0
-    assert "And \x1b[2Jcake?" in markdown.stdout  # an export is the data as stored
+    assert "\x1b" not in markdown.stdout and "And cake?" in markdown.stdout  # it may go to a terminal
     exported = run_cli(env, "sessions", "export", "recipes", "--format", "json")
-    document = json.loads(exported.stdout)
+    assert not [c for c in exported.stdout if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) <= 0x9F]
+    document = json.loads(exported.stdout)  # the data as stored, every character escaped
     assert document["session_id"] == "recipes" and document["turn_count"] == 2
     assert [m["content"] for m in document["messages"]] == [
         "How do I bake bread?",

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 
 from ..store import SessionInfo, StoredMessage
+from .text import clean_text
+
+# JSON escapes C0 controls itself; DEL and the C1 controls (U+009B is a one-character CSI to
+# a terminal) pass through raw with ensure_ascii=False, so they are escaped here.
+_RAW_IN_JSON = re.compile(r"[\x7f-\x9f]")
 
 
 def _iso(value: datetime) -> str:
@@ -13,7 +19,8 @@ def _iso(value: datetime) -> str:
 
 
 def transcript_json(info: SessionInfo, messages: list[StoredMessage]) -> str:
-    return json.dumps(
+    """The session as a JSON document: every stored character kept, none raw that a terminal obeys."""
+    text = json.dumps(
         {
             "session_id": info.id,
             "title": info.title,
@@ -26,6 +33,7 @@ def transcript_json(info: SessionInfo, messages: list[StoredMessage]) -> str:
         ensure_ascii=False,
         indent=2,
     )
+    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _message_json(m: StoredMessage) -> dict[str, object]:
@@ -38,7 +46,8 @@ def _message_json(m: StoredMessage) -> dict[str, object]:
 
 
 def transcript_markdown(info: SessionInfo, messages: list[StoredMessage]) -> str:
-    """The session as Markdown: a heading per message, thinking folded, images as notes."""
+    """The session as Markdown: a heading per message, thinking folded, images as notes; no
+    terminal control sequences (the stored text is the model's, and may hold any)."""
     lines = [
         f"# {info.title or info.id}",
         "",
@@ -52,4 +61,4 @@ def transcript_markdown(info: SessionInfo, messages: list[StoredMessage]) -> str
             lines += ["<details>", "<summary>Thinking</summary>", "", m.thinking, "", "</details>", ""]
         lines += [f"[image: {image.describe()}]" for image in m.images]
         lines.append(m.content)
-    return "\n".join(lines) + "\n"
+    return clean_text("\n".join(lines) + "\n")
