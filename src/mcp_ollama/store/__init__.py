@@ -1,4 +1,4 @@
-"""Chat sessions and their messages, kept in one SQLite file.
+"""Chat sessions and their messages, kept in one SQLite file (or, shared, in PostgreSQL: ``postgres/``).
 
 This package owns the database: ``records`` (ids, titles, rows as records),
 ``migrations`` (the schema, append-only, and the check that a file is ours),
@@ -6,7 +6,8 @@ This package owns the database: ``records`` (ids, titles, rows as records),
 sentence), ``base`` (the connection and its transactions). A session is created by
 its first turn; each turn is a user message and an assistant message written
 together in one transaction, so a session never holds half a turn. Nothing here
-knows about MCP, HTTP or Ollama.
+knows about MCP, HTTP or Ollama. ``protocol.Store`` is what the code above relies on; both
+stores satisfy it, and ``opening.open_store(settings)`` picks one.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from typing import cast
 
 from ..errors import StoreError
 from .base import _Unavailable
+from .clients import ClientQueries
 from .diagnose import describe_os_error, describe_sqlite_error, inspect_database
 from .jobs import JobQueries
 from .migrations import MIGRATIONS, _migrate, _refuse_foreign
+from .opening import open_store, unavailable_store, uses_postgres
+from .protocol import Change, Store
 from .records import (
     LOCAL,
     PRINCIPAL_PATTERN,
@@ -41,21 +45,26 @@ __all__ = [
     "MIGRATIONS",
     "PRINCIPAL_PATTERN",
     "SESSION_ID_PATTERN",
+    "Change",
     "ChatStore",
     "ImageNote",
     "JobRecord",
     "SessionInfo",
+    "Store",
     "StoredMessage",
     "derive_title",
     "describe_sqlite_error",
     "inspect_database",
     "new_session_id",
+    "open_store",
     "session_key",
+    "unavailable_store",
+    "uses_postgres",
     "validate_session_id",
 ]
 
 
-class ChatStore(SessionQueries, JobQueries):
+class ChatStore(SessionQueries, JobQueries, ClientQueries):
     """Chat sessions in SQLite. Make one with ``ChatStore.open(path)``; close it when done.
 
     Every method takes the store's lock, so one store may be shared between threads.
@@ -102,6 +111,14 @@ class ChatStore(SessionQueries, JobQueries):
     def unavailable(cls, path: str, error: StoreError) -> ChatStore:
         """A store that could not be opened: every call raises ``error``, so each tool can explain."""
         return cls(cast(sqlite3.Connection, _Unavailable(error)), path)
+
+    def publish(self, change: Change) -> bool:
+        """Nothing to do: no other server shares a SQLite file's subscribers."""
+        return False
+
+    def changes(self, timeout: float) -> list[Change] | None:
+        """None: nobody publishes changes through a SQLite file."""
+        return None
 
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:

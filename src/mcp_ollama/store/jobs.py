@@ -85,6 +85,16 @@ class JobQueries(StoreBase):
             ).fetchone()
         return None if row is None else _job_from_row(row)
 
+    def latest_job_of(self, principal: str = LOCAL) -> JobRecord | None:
+        """The most recently started recorded chat job of ``principal``, in any session (no tasks)."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE principal = ? AND requester IS NULL"
+                " AND session_id != '' ORDER BY started_at DESC LIMIT 1",
+                (principal,),
+            ).fetchone()
+        return None if row is None else _job_from_row(row)
+
     def get_job(self, job_id: str) -> JobRecord | None:
         with self._lock:
             row = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()

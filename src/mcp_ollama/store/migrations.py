@@ -106,12 +106,29 @@ def m005_add_principals(conn: sqlite3.Connection) -> None:
     )
 
 
+def m006_create_client_timeouts(conn: sqlite3.Connection) -> None:
+    # How long each MCP client (by its clientInfo name) waited for a tool call before it gave up
+    # and cancelled it with a "timed out" reason: the next calls answer `generating` before then.
+    conn.execute(
+        """
+        CREATE TABLE client_timeouts (
+            principal TEXT NOT NULL,
+            client TEXT NOT NULL,         /* clientInfo.name */
+            seconds REAL NOT NULL CHECK (seconds > 0),
+            learned_at TEXT NOT NULL,
+            PRIMARY KEY (principal, client)
+        )
+        """
+    )
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_create_sessions_and_messages,
     m002_create_jobs,
     m003_create_session_leases,
     m004_add_message_thinking_and_images,
     m005_add_principals,
+    m006_create_client_timeouts,
 )
 
 

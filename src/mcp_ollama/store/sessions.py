@@ -184,14 +184,16 @@ class SessionQueries(StoreBase):
         thinking: str | None = None,
         images: tuple[ImageNote, ...] = (),
         principal: str = LOCAL,
+        asked_at: datetime | None = None,
     ) -> bool:
         """Store one turn (the user's message and the answer) atomically.
 
         Creates the session if it does not exist, titled after ``user``. ``meta`` (token
         counts, timings) is stored as JSON with the assistant message, along with
         ``model``; ``thinking`` goes with the answer, ``images`` (notes, not bytes) with the
-        user message. A recorded job ``job_id`` is marked complete, and ``lease_owner``'s lease
-        on the session ends, in the same transaction.
+        user message, dated ``asked_at`` (when it was sent; default now, as the answer is). A
+        recorded job ``job_id`` is marked complete, and ``lease_owner``'s lease on the session
+        ends, in the same transaction.
         Returns True if this call created the session. Either the whole turn is written
         or, if anything fails, nothing is.
         """
@@ -199,6 +201,7 @@ class SessionQueries(StoreBase):
         # Serialise before the transaction: a value JSON cannot hold fails here, early.
         meta_json = json.dumps({"model": model, **(meta or {})}, ensure_ascii=False)
         now = _now()
+        asked = min(_format_time(asked_at), now) if asked_at is not None else now
         with self._translate_errors(), self._transaction() as conn:
             row = conn.execute("SELECT turn_count, title FROM sessions WHERE id = ?", (key,)).fetchone()
             created = row is None
@@ -211,7 +214,7 @@ class SessionQueries(StoreBase):
                 turn = 1
             else:
                 turn = int(row[0]) + 1
-            self._insert_message(conn, key, turn, "user", user, now, images=encode_image_notes(images))
+            self._insert_message(conn, key, turn, "user", user, asked, images=encode_image_notes(images))
             self._insert_message(
                 conn, key, turn, "assistant", assistant, now, meta_json=meta_json, thinking=thinking
             )
