@@ -24,12 +24,14 @@ import mcp_ollama
 from mcp_ollama.config import DEFAULT_MODEL, SETTINGS_SPEC
 from mcp_ollama.config.hosts import parse_ollama_host
 
+from .built import require_uv
 from .fake_ollama import FakeOllama
 
 ROOT = Path(__file__).resolve().parent.parent
 MCPB = ROOT / ".ci" / "node" / "node_modules" / ".bin" / "mcpb"
 MCPB_VERSION = "2.1.2"
-"""Kept in step with ``.ci/run`` and the README by ``test_mcpb_version_is_pinned_in_one_place``."""
+"""Kept in step with ``.ci/run`` and docs/hosts.md by ``test_mcpb_version_is_pinned_in_one_place``."""
+BUNDLE = "mcp-server-ollama.mcpb"
 
 needs_mcpb = pytest.mark.skipif(
     not MCPB.exists() or shutil.which("node") is None,
@@ -43,6 +45,7 @@ BUNDLE_NEEDS = {
     "mcpb/server.py",
     "pyproject.toml",
     "README.md",
+    "LICENSE",
     "src/mcp_ollama/__init__.py",
 }
 BUNDLE_EXCLUDES = (".venv/", "tests/", ".ci/", "bench/", "examples/", "dist/", ".git/", "build/")
@@ -72,8 +75,8 @@ def mcpb(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 def test_manifest_names_this_package_and_its_version() -> None:
     data, project = manifest(), pyproject()["project"]
-    assert data["name"] == project["name"]
-    assert data["version"] == project["version"] == mcp_ollama.__version__
+    assert data["name"] == project["name"] == "mcp-server-ollama"
+    assert data["version"] == mcp_ollama.__version__, "the version is __version__, read by the build"
     assert data["license"] == project["license"]
     assert data["compatibility"]["runtimes"]["python"] == project["requires-python"]
 
@@ -124,10 +127,11 @@ async def test_bundle_entry_point_serves_the_tools_the_manifest_lists(
 
 def test_mcpb_version_is_pinned_in_one_place() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    docs = (ROOT / "docs" / "hosts.md").read_text(encoding="utf-8")
     assert re.findall(r"@anthropic-ai/mcpb@([\w.\-]+)", ci) == [MCPB_VERSION]
-    assert set(re.findall(r"@anthropic-ai/mcpb@([\w.\-]+)", readme)) == {MCPB_VERSION}
-    assert "@anthropic-ai/mcpb " not in readme, "every mcpb command in the README is pinned"
+    assert set(re.findall(r"npx -y @anthropic-ai/mcpb@([\w.\-]+)", docs)) == {MCPB_VERSION}
+    assert "@anthropic-ai/mcpb " not in docs, "every mcpb command in the docs is pinned"
+    assert f"dist/{BUNDLE}" in ci and f"dist/{BUNDLE}" in docs
 
 
 @needs_mcpb
@@ -141,7 +145,7 @@ def test_mcpb_validates_the_manifest() -> None:
 
 @needs_mcpb
 def test_mcpb_packs_the_package_and_nothing_else(tmp_path: Path) -> None:
-    out = tmp_path / "mcp-ollama.mcpb"
+    out = tmp_path / BUNDLE
     done = mcpb("pack", ".", str(out), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert out.stat().st_size < BUNDLE_MAX_BYTES, f"the bundle is {out.stat().st_size} bytes"
@@ -162,12 +166,11 @@ def test_mcpb_packs_the_package_and_nothing_else(tmp_path: Path) -> None:
 async def test_unpacked_bundle_serves_through_uv(fake: FakeOllama, tmp_path: Path) -> None:
     """What Claude Desktop does with a ``uv`` bundle: uv installs from pyproject.toml, then serves.
 
-    Needs uv on PATH and the package index reachable (uv installs the dependencies).
+    Needs uv (``.ci/run`` installs it beside this Python) and the package index reachable (uv
+    installs the dependencies).
     """
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.skip("uv is not on PATH")
-    out = tmp_path / "mcp-ollama.mcpb"
+    uv = str(require_uv() / "uv")
+    out = tmp_path / BUNDLE
     done = mcpb("pack", ".", str(out), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     unpacked = tmp_path / "extension"
@@ -182,6 +185,11 @@ async def test_unpacked_bundle_serves_through_uv(fake: FakeOllama, tmp_path: Pat
         "MCP_OLLAMA_DB": str(tmp_path / "sessions.sqlite3"),
         "MCP_OLLAMA_PRELOAD": "off",
     }
-    async with Client(StdioServerParameters(command=uv, args=args, env=env), mode="legacy") as client:
+    params = StdioServerParameters(command=uv, args=args, env=env)
+    async with Client(params, mode="legacy", read_timeout_seconds=300) as client:
         listed = await client.list_tools()
+        answer = await client.call_tool("chat", {"message": "Hello from the bundle"})
     assert [tool.name for tool in listed.tools] == [tool["name"] for tool in manifest()["tools"]]
+    assert not answer.is_error, answer
+    assert answer.structured_content is not None
+    assert answer.structured_content["answer"].startswith("You said: Hello from the bundle")

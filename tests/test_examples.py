@@ -1,4 +1,4 @@
-"""The README's agent example runs as written, with the command the README gives, against the fake Ollama."""
+"""The agent example in docs/hosts.md runs as written, with the command given there, against the fake."""
 
 from __future__ import annotations
 
@@ -17,23 +17,24 @@ from .fake_ollama import FakeOllama
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "agent.py"
-README = ROOT / "README.md"
+DOC = ROOT / "docs" / "hosts.md"
+"""Where the example is shown and its command given (the README links it)."""
 
 
 def readme_command() -> list[str]:
-    """The one command the README gives to run the example (an indented code line)."""
+    """The one command the docs give to run the example (an indented code line)."""
     [line] = re.findall(
-        r"^ {4}(\S*python\S* examples/agent\.py)$", README.read_text(encoding="utf-8"), re.MULTILINE
+        r"^ {4}(\S*python\S* examples/agent\.py)$", DOC.read_text(encoding="utf-8"), re.MULTILINE
     )
     return shlex.split(line)
 
 
 def test_readme_runs_the_example_with_the_venv_interpreter() -> None:
-    """A bare ``python`` lacks the ``mcp`` package; the README names the ``.venv`` one."""
+    """A bare ``python`` lacks the ``mcp`` package; the docs name the ``.venv`` one."""
     assert readme_command() == [".venv/bin/python", "examples/agent.py"]
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="the README's command names the POSIX .venv/bin path")
+@pytest.mark.skipif(sys.platform == "win32", reason="the docs' command names the POSIX .venv/bin path")
 def test_agent_example_holds_a_two_turn_conversation(fake: FakeOllama, settings: Settings) -> None:
     argv = readme_command()
     if not (ROOT / argv[0]).exists():
@@ -50,5 +51,5 @@ def test_agent_example_holds_a_two_turn_conversation(fake: FakeOllama, settings:
     assert lines[0] == "You said: Name three rivers in France.. I have seen 0 earlier messages."
     assert lines[1] == "You said: Which of them is the longest?. I have seen 2 earlier messages."
     assert lines[2].startswith("session: ")
-    readme = README.read_text(encoding="utf-8")
-    assert EXAMPLE.read_text(encoding="utf-8").strip() in readme, "README shows examples/agent.py verbatim"
+    doc = DOC.read_text(encoding="utf-8")
+    assert EXAMPLE.read_text(encoding="utf-8").strip() in doc, "docs/hosts.md shows it verbatim"

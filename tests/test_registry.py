@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+import mcp_ollama
 from mcp_ollama.config import SETTINGS_SPEC
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,11 +83,12 @@ def test_server_json_has_the_registry_shape() -> None:
 def test_server_json_names_this_package_and_version() -> None:
     data = server_json()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert data["version"] == project["version"]
+    assert project["name"] == "mcp-server-ollama" and project["dynamic"] == ["version"]
+    assert data["version"] == mcp_ollama.__version__, "the version is __version__, read by the build"
     assert data["name"].split("/")[1] == project["name"]
     [package] = data["packages"]
     assert package["identifier"] == project["name"]
-    assert package["version"] == project["version"]
+    assert package["version"] == mcp_ollama.__version__
 
 
 def test_server_json_documents_only_variables_the_server_reads() -> None:
