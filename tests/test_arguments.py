@@ -14,9 +14,7 @@ from .fake_ollama import FakeOllama
 
 pytestmark = pytest.mark.anyio
 
-CHAT_TAKES = (
-    "It takes: message (required), session_id, model, options, think, include_thinking, format, images."
-)
+CHAT_TAKES = "It takes: message (required), session_id, model, options, think, include_thinking, format, images, keep_alive."
 
 CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "misspelt argument": (
@@ -60,7 +58,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
         "chat_result",
         {"sesion_id": "abc"},
         "Invalid arguments for chat_result: unknown argument 'sesion_id' — did you mean 'session_id'? "
-        "It takes: session_id (required).",
+        "It takes: session_id.",
     ),
     "a tool without arguments": (
         "list_models",

@@ -102,7 +102,7 @@ def test_ask_json_prints_one_object_and_settings_work_after_the_command(
     env: dict[str, str], fake: FakeOllama, db_path: str
 ) -> None:
     fake.models.append(FakeModel(name="phi3:mini", family="phi3"))
-    done = run_cli(env, "ask", "Hi there", "--json", "--model", "phi3:mini", "--session", "json-1")
+    done = run_cli(env, "ask", "Hi there", "--json", "--model", "phi3:mini", "--session", "json-1", "--new")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert document["session_id"] == "json-1"
@@ -131,7 +131,7 @@ def test_ask_never_imports_the_mcp_sdk(env: dict[str, str]) -> None:
 def test_ctrl_c_stops_ollama_stores_nothing_and_exits_130(fake: FakeOllama, db_path: str) -> None:
     fake.enqueue(Behavior(token_count=100_000, token_delay=0.02))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mcp_ollama", "ask", "write forever", "--session", "stopped"],
+        [sys.executable, "-m", "mcp_ollama", "ask", "write forever", "--session", "stopped", "--new"],
         env=cli_env(fake.url, db_path),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -198,6 +198,9 @@ def test_sessions_list_shows_most_recent_first(env: dict[str, str], prepared: st
     assert [line.split()[0] for line in lines] == ["recipes", "older"]
     assert "2 turns" in lines[0] and "llama3:8b" in lines[0] and lines[0].endswith("How do I bake bread?")
     assert "1 turn " in lines[1] and "phi3:mini" in lines[1]
+    # The columns line up: ids, models and titles of different lengths, padded to the widest.
+    assert lines[0].index("llama3:8b") == lines[1].index("phi3:mini")
+    assert lines[0].index("How do I bake bread?") == lines[1].index("An old question")
     assert run_cli(env, "sessions").stdout == done.stdout  # list is the default action
     limited = run_cli(env, "--db", prepared, "sessions", "list", "--limit", "1")
     assert limited.stdout.splitlines() == lines[:1]

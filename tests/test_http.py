@@ -3,16 +3,20 @@ both eras, bearer tokens, DNS-rebinding protection, ``/healthz`` and the demo's 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,20 +31,26 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
+    PromptReference,
     ResourceListChangedNotification,
     ResourceTemplateReference,
     ResourceUpdatedNotification,
 )
 
 from mcp_ollama.cli import main
+from mcp_ollama.config import Settings
 from mcp_ollama.server.principal import principal
+from mcp_ollama.store import ChatStore, JobRecord, StoredMessage
 from mcp_ollama.transports.auth import add_token, hash_token
+from mcp_ollama.transports.chat_endpoint import MAX_BODY_BYTES
 from mcp_ollama.transports.exposure import check_exposure
+from mcp_ollama.transports.http import build_http_app
 
 from .conftest import client_for, free_port
 from .fake_ollama import LLAMA3, QWEN3, Behavior, FakeOllama
-from .test_tasks import request, task_call
+from .test_tasks import SLOW, TaskHandle, TasksRequester, request, task_call
 
 READY_LIMIT = 60.0
 """Generous: a loaded CI machine may take long to import the SDK; the loop returns as soon as it is up."""
@@ -55,6 +65,7 @@ INITIALIZE = {
     },
 }
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+OPERATOR_TOKEN = "operator-token-for-the-tests-0123456789"
 
 
 @dataclass
@@ -115,11 +126,13 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 @asynccontextmanager
-async def mcp_client(server: HttpServer, era: str, name: str = "alice") -> AsyncIterator[Client]:
-    """The SDK's client over streamable HTTP, in ``era``, with ``name``'s token."""
+async def mcp_client(
+    server: HttpServer, era: str, name: str = "alice", **kwargs: Any
+) -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP, in ``era``, with ``name``'s token (``kwargs``: ``Client``'s)."""
     async with (
         create_mcp_http_client(headers=server.auth(name)) as http,
-        client_for(streamable_http_client(server.mcp_url, http_client=http), era) as client,
+        client_for(streamable_http_client(server.mcp_url, http_client=http), era, **kwargs) as client,
     ):
         yield client
 
@@ -235,12 +248,67 @@ def test_tokens_add_prints_a_token_that_works_at_once(server: HttpServer) -> Non
     assert again.returncode == 2 and "already" in again.stderr and again.stdout == ""
 
 
+def test_tokens_list_and_revoke_stop_a_token_at_once(server: HttpServer) -> None:
+    cli = [sys.executable, "-m", "mcp_ollama", "tokens"]
+    where = ["--tokens-file", str(server.tokens_file)]
+    added = subprocess.run([*cli, "add", "dave", "--admin", *where], capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    dave = {"Authorization": f"Bearer {added.stdout.strip()}"}
+    assert httpx.post(server.url + "/chat", json={"message": "hi"}, headers=dave).status_code == 200
+
+    listed = subprocess.run([*cli, "list", *where], capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    roles = dict(line.split() for line in listed.stdout.splitlines())
+    assert roles["alice"] == roles["bob"] == "chat" and roles["dave"] == "admin"
+    assert added.stdout.strip() not in listed.stdout and "sha256" not in listed.stdout
+
+    revoked = subprocess.run([*cli, "revoke", "dave", *where], capture_output=True, text=True)
+    assert revoked.returncode == 0 and "dave" in revoked.stderr, revoked.stderr
+    assert httpx.post(server.url + "/chat", json={"message": "hi"}, headers=dave).status_code == 401
+    assert (
+        httpx.post(server.url + "/chat", json={"message": "hi"}, headers=server.auth("bob")).status_code
+        == 200
+    )
+    again = subprocess.run([*cli, "revoke", "dave", *where], capture_output=True, text=True)
+    assert again.returncode == 1 and "no token named 'dave'" in again.stderr and "alice" in again.stderr
+    nothing = subprocess.run(cli, capture_output=True, text=True)
+    assert nothing.returncode == 2 and "tokens add NAME | list | revoke NAME" in nothing.stderr
+
+
+def test_a_port_in_use_is_one_sentence_with_the_fix(tmp_path: Path) -> None:
+    """Not uvicorn's raw OSError and exit 3 after the server started: refused before anything starts."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        db = tmp_path / "never.sqlite3"
+        argv = [sys.executable, "-m", "mcp_ollama", "serve", "--http", "--port", str(port), "--db", str(db)]
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=READY_LIMIT, env=_child_env(tmp_path)
+        )
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line == (
+        f"mcp-ollama: Port {port} on 127.0.0.1 is already in use (another `mcp-ollama serve --http`, or "
+        "another program): stop that, or choose another port with --port N (MCP_OLLAMA_PORT)."
+    )
+    assert not db.exists()  # nothing started: no store opened, no model preloaded
+
+
 @pytest.mark.parametrize("bind", ["0.0.0.0", "192.168.1.20", "::"])
-def test_binding_beyond_loopback_without_tokens_is_refused(
-    bind: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["serve", "--http", "--bind", bind, "--port", str(free_port())]) == 2
-    assert "--tokens-file" in capsys.readouterr().err
+def test_binding_beyond_loopback_without_tokens_is_refused(bind: str, tmp_path: Path) -> None:
+    # In a child process with a time limit: if the rule broke, the server would serve for ever and
+    # the test must fail, not hang.
+    argv = [sys.executable, "-m", "mcp_ollama", "serve", "--http", "--bind", bind, "--port", str(free_port())]
+    try:
+        done = subprocess.run(
+            argv, env=_child_env(tmp_path), capture_output=True, text=True, timeout=READY_LIMIT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"serve --http --bind {bind} without a tokens file did not refuse: it went on serving")
+    assert done.returncode == 2, done.stderr
+    assert "--tokens-file" in done.stderr and done.stdout == ""
 
 
 def test_a_missing_tokens_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -450,7 +518,9 @@ def two_hosts(fake: FakeOllama, tmp_path: Path) -> Iterator[tuple[str, FakeOllam
         argv += ["--db", str(tmp_path / "db"), "--preload", "off"]
         argv += ["--ollama-host", other.url, "--ollama-host", fake.url]
         quiet = subprocess.DEVNULL
-        process = subprocess.Popen(argv, env=_child_env(tmp_path), stdout=quiet, stderr=quiet)
+        # Without a tokens file serve --http wants a token too: the operator's, from the environment.
+        env = {**_child_env(tmp_path), "MCP_OLLAMA_HTTP_TOKEN": OPERATOR_TOKEN}
+        process = subprocess.Popen(argv, env=env, stdout=quiet, stderr=quiet)
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_ready(url, process)
@@ -466,14 +536,305 @@ async def test_two_ollama_servers_over_http_route_by_model_and_fail_over(
 ) -> None:
     url, other = two_hosts
     async with (
-        create_mcp_http_client() as http,
+        create_mcp_http_client(headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}) as http,
         client_for(streamable_http_client(url + "/mcp", http_client=http), "legacy") as client,
     ):
         qwen = await client.call_tool("chat", {"message": "to qwen", "model": "qwen3:8b"})
         first = await client.call_tool("chat", {"message": "llama, first"})
-        other.stop()  # the first server listed goes away; llama3:8b is on the other one too
+        # Whichever server took it goes away; llama3:8b is on the other one too.
+        took, spare = (
+            (other, fake)
+            if other.chat_requests[-1]["messages"][-1]["content"] == "llama, first"
+            else (fake, other)
+        )
+        took.stop()
         after = await client.call_tool("chat", {"message": "llama, after"})
     assert qwen.is_error is not True and first.is_error is not True, (qwen.content, first.content)
     assert after.is_error is not True, after.content
-    assert [r["messages"][-1]["content"] for r in other.chat_requests] == ["to qwen", "llama, first"]
-    assert [r["messages"][-1]["content"] for r in fake.chat_requests] == ["llama, after"]
+    assert [r["messages"][-1]["content"] for r in other.chat_requests][0] == "to qwen"  # only it has qwen
+    assert [r["messages"][-1]["content"] for r in spare.chat_requests][-1] == "llama, after"
+    assert "llama, after" not in [r["messages"][-1]["content"] for r in took.chat_requests]
+
+
+@pytest.mark.anyio
+async def test_one_user_cannot_take_every_notification_stream(server: HttpServer) -> None:
+    """bob holds the most listen streams one user may; his next is refused in a sentence, alice's opens."""
+    async with (
+        mcp_client(server, "auto", "bob") as bob,
+        mcp_client(server, "auto", "alice") as alice,
+        contextlib.AsyncExitStack() as streams,
+    ):
+        for _ in range(16):  # the default --max-streams-per-user
+            await streams.enter_async_context(bob.listen(resources_list_changed=True))
+        with pytest.raises(MCPError) as refused:
+            await streams.enter_async_context(bob.listen(resources_list_changed=True))
+        async with alice.listen(resources_list_changed=True) as hers:
+            assert hers.honored.resources_list_changed is True
+    assert refused.value.error.code == INTERNAL_ERROR
+    assert "the most one user may have" in refused.value.error.message
+    assert "--max-streams-per-user" in refused.value.error.message
+
+
+# ---------------------------------------------------------------------------- one id, three owners
+
+
+def _local_store(server: HttpServer) -> ChatStore:
+    """The server's database, opened as a second process would: the ``local`` user's side (stdio,
+    ``ask``), which shares the file with the team server."""
+    return ChatStore.open(server.tokens_file.parent / "s.sqlite3")
+
+
+def _texts(messages: list[StoredMessage]) -> list[str]:
+    return [m.content for m in messages]
+
+
+async def _read(client: Client, sid: str) -> str:
+    read = await client.read_resource(f"chat://sessions/{sid}")
+    return "".join(getattr(c, "text", "") for c in read.contents)
+
+
+async def _completed(client: Client, prefix: str) -> list[str]:
+    """Session-id completions for ``prefix``, by both references that take one; they must agree."""
+    by_template = await client.complete(
+        ResourceTemplateReference(type="ref/resource", uri="chat://sessions/{session_id}"),
+        {"name": "session_id", "value": prefix},
+    )
+    by_prompt = await client.complete(
+        PromptReference(type="ref/prompt", name="continue_session"), {"name": "session_id", "value": prefix}
+    )
+    assert by_template.completion.values == by_prompt.completion.values
+    return by_template.completion.values
+
+
+@pytest.mark.anyio
+async def test_three_owners_of_one_session_id_stay_apart_by_every_path(
+    server: HttpServer, fake: FakeOllama, era: str
+) -> None:
+    """local (the same database's own user), alice and bob each have a session ``same-<era>``: every
+    path bob or alice takes, reads, completions, clear and delete included, reaches their own only."""
+    sid, local_only, alice_only = f"same-{era}", f"local-only-{era}", f"alice-only-{era}"
+    with _local_store(server) as store:
+        store.append_turn(sid, model="m", user="local's secret", assistant="local's answer")
+        store.append_turn(local_only, model="m", user="local alone", assistant="ok")
+    async with mcp_client(server, era, "alice") as alice:
+        await alice.call_tool("chat", {"message": "alice's secret", "session_id": sid})
+        await alice.call_tool("chat", {"message": "alice alone", "session_id": alice_only})
+    async with mcp_client(server, era, "bob") as bob:
+        first = await bob.call_tool("chat", {"message": "bob's words", "session_id": sid})
+        assert first.structured_content is not None and first.structured_content["new_session"] is True
+        sent = [m["content"] for m in fake.chat_requests[-1]["messages"]]
+        assert "bob's words" in sent and not {"alice's secret", "local's secret"} & set(sent)
+
+        text = await _read(bob, sid)
+        assert "bob's words" in text and "secret" not in text
+        prompt = await bob.get_prompt("continue_session", {"session_id": sid})
+        assert [getattr(m.content, "text", "") for m in prompt.messages][:1] == ["bob's words"]
+        listed = {r.uri for r in (await bob.list_resources()).resources}
+        assert f"chat://sessions/{sid}" in listed
+        assert not {f"chat://sessions/{local_only}", f"chat://sessions/{alice_only}"} & listed
+
+        assert await _completed(bob, sid[:5]) == [sid]  # his own, once
+        assert await _completed(bob, "local-only") == []
+        assert await _completed(bob, "alice-only") == []
+        everything = await _completed(bob, "")
+        assert sid in everything and local_only not in everything and alice_only not in everything
+
+        cleared = await bob.call_tool("clear_session", {"session_id": sid})
+        assert cleared.structured_content == {"session_id": sid, "deleted": False, "cleared_messages": 2}
+        deleted = await bob.call_tool("delete_session", {"session_id": sid})
+        assert deleted.structured_content == {"session_id": sid, "deleted": True, "cleared_messages": 0}
+        for tool in ("cancel_chat", "delete_session", "clear_session"):  # gone: his, not the others'
+            _same(
+                await _outcome(bob.call_tool(tool, {"session_id": sid})),
+                await _outcome(bob.call_tool(tool, {"session_id": "no-such-session"})),
+                sid,
+            )
+        remembered = await bob.call_tool("chat_result", {"session_id": sid})  # his own last answer
+        assert "secret" not in " ".join(getattr(block, "text", "") for block in remembered.content)
+        assert sid not in await _completed(bob, "")
+    async with mcp_client(server, era, "alice") as alice:
+        assert "alice's secret" in await _read(alice, sid)  # bob's clear and delete were his own
+        assert await _completed(alice, sid[:5]) == [sid]
+        assert await _completed(alice, "local-only") == []
+        cleared = await alice.call_tool("clear_session", {"session_id": sid})
+        assert cleared.structured_content is not None and cleared.structured_content["cleared_messages"] == 2
+        with _local_store(server) as store:
+            assert _texts(store.messages(sid)) == ["local's secret", "local's answer"]
+        deleted = await alice.call_tool("delete_session", {"session_id": sid})
+        assert deleted.structured_content is not None and deleted.structured_content["deleted"] is True
+        assert "alice alone" in await _read(alice, alice_only)
+    with _local_store(server) as store:  # local's 'same' outlived both other owners' deletes
+        assert _texts(store.messages(sid)) == ["local's secret", "local's answer"]
+        assert store.get_session(sid, principal="alice") is None
+        assert store.session_ids("", principal="local")[:2] == [local_only, sid]
+        assert store.delete_session(sid) and store.delete_session(local_only)
+
+
+@pytest.mark.anyio
+async def test_a_job_the_server_lost_is_found_by_its_principal_only(server: HttpServer, era: str) -> None:
+    """A turn alice started when the server was killed: after the restart, chat_result tells her it
+    was interrupted; bob's and local's sessions of the same id know nothing of it."""
+    sid = f"crashed-{era}"
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    with _local_store(server) as store:
+        store.record_job(
+            JobRecord(
+                f"job-{era}",
+                sid,
+                "llama3:8b",
+                "running",
+                "a-killed-process",
+                long_ago,
+                long_ago,
+                principal="alice",
+            )
+        )
+        assert store.latest_job(sid) is None
+    async with mcp_client(server, era, "alice") as alice:
+        hers = await alice.call_tool("chat_result", {"session_id": sid})
+    async with mcp_client(server, era, "bob") as bob:
+        theirs = await _outcome(bob.call_tool("chat_result", {"session_id": sid}))
+        absent = await _outcome(bob.call_tool("chat_result", {"session_id": "no-such-session"}))
+    assert hers.structured_content is not None and hers.structured_content["status"] == "interrupted"
+    _same(theirs, absent, sid)
+
+
+# ---------------------------------------------------------------------------- tasks in both eras
+
+
+@pytest.mark.anyio
+async def test_a_modern_task_is_not_found_by_another_principal_with_the_same_client(
+    server: HttpServer, fake: FakeOllama
+) -> None:
+    """2026-07-28 has no connection to tell requesters apart: alice and bob both run the SDK's
+    client (the same clientInfo), so only the principal keeps bob from alice's task (her answer)."""
+    fake.enqueue(SLOW)  # longer than the direct-answer window: the call becomes a task
+    async with mcp_client(server, "modern", "alice", extensions=[TasksRequester()]) as alice:
+        handle = await alice.session.call_tool("chat", {"message": "a task"}, allow_claimed=True)
+        assert isinstance(handle, TaskHandle)
+        own = await request(alice, "tasks/get", {"taskId": handle.task_id})
+        async with mcp_client(server, "modern", "bob", extensions=[TasksRequester()]) as bob:
+            results = {}
+            for method in ("tasks/get", "tasks/cancel"):
+                results[method] = (
+                    await _outcome(request(bob, method, {"taskId": handle.task_id})),
+                    await _outcome(request(bob, method, {"taskId": "0" * 32})),
+                )
+        still = await request(alice, "tasks/get", {"taskId": handle.task_id})
+        await request(alice, "tasks/cancel", {"taskId": handle.task_id})
+    assert own["taskId"] == handle.task_id and own["status"] == "working"
+    for theirs, absent in results.values():
+        assert theirs == absent and theirs[0] == f"error {INVALID_PARAMS}"
+    assert still["status"] == "working"  # bob's cancel did not reach it
+
+
+# ---------------------------------------------------------------------------- POST /chat, refused
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"message": "hi", "model": "llama3:8b"}, "Unknown field(s): model"),
+        (["hi"], "must be a JSON object"),
+        ({"message": 42}, "message is required and must be a string"),
+        ({"message": "hi", "session_id": 7}, "session_id must be a string"),
+        ({"message": "   "}, "empty"),
+        ({"message": "hi", "session_id": "no/slashes"}, "session"),
+    ],
+)
+def test_post_chat_refuses_a_bad_body_with_400_and_one_sentence(
+    server: HttpServer, fake: FakeOllama, body: object, words: str
+) -> None:
+    answer = httpx.post(server.url + "/chat", json=body, headers=server.auth(), timeout=30)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert words in error and "\n" not in error
+    assert fake.chat_requests == []
+
+
+def test_post_chat_refuses_a_body_over_one_mib(server: HttpServer, fake: FakeOllama) -> None:
+    body = json.dumps({"message": "x" * (MAX_BODY_BYTES + 1)})  # valid JSON, under the transport's cap
+    answer = httpx.post(
+        server.url + "/chat",
+        content=body,
+        headers={**server.auth(), "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"] == f"The request body is larger than {MAX_BODY_BYTES:,} bytes."
+    assert fake.chat_requests == []
+
+
+def test_post_chat_hang_up_stops_the_model_and_stores_nothing(server: HttpServer, fake: FakeOllama) -> None:
+    """curl's Ctrl-C: the connection closes mid-answer; Ollama's stream must close and no turn be stored."""
+    fake.enqueue(SLOW)
+    body = json.dumps({"session_id": "hung-up", "message": "write for ever"}).encode()
+    head = (
+        f"POST /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {server.tokens['alice']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head + body)
+        assert fake.wait_for_active(timeout=30), "the chat never reached Ollama"
+    assert fake.wait_for_hangup(30), "Ollama's stream stayed open after the client hung up"
+    with _local_store(server) as store:
+        assert store.get_session("hung-up", principal="alice") is None
+
+
+# ---------------------------------------------------------------------------- allowlists, positively
+
+
+@pytest.mark.parametrize("path", ["/mcp", "/chat"])
+@pytest.mark.parametrize("origin", ["https://localhost", "https://127.0.0.1:8443", "http://localhost:3000"])
+def test_a_page_on_this_host_behind_tls_is_allowed(
+    server: HttpServer, fake: FakeOllama, path: str, origin: str
+) -> None:
+    body = INITIALIZE if path == "/mcp" else {"message": "from a page"}
+    answer = httpx.post(
+        server.url + path, json=body, headers={**MCP_HEADERS, **server.auth(), "Origin": origin}, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", ["/mcp", "/chat"])
+async def test_the_bind_address_is_an_allowed_host(settings: Settings, tmp_path: Path, path: str) -> None:
+    """``--bind 192.168.1.5``: clients on the LAN use that address in the URL, so in the Host header.
+    (In process: this machine may have no such address to bind.)"""
+    tokens_file = tmp_path / "tokens"
+    add_token(tokens_file, "alice")  # a team server; no request here presents a valid token
+    lan = dataclasses.replace(settings, http_bind="192.168.1.5", tokens_file=str(tokens_file))
+    app = build_http_app(lan)
+    body = INITIALIZE if path == "/mcp" else {"message": "hi"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), timeout=30) as http:
+        answers = {}
+        for host in ("192.168.1.5:8765", "192.168.1.5", "localhost:8765", "192.168.1.6:8765"):
+            answers[host] = await http.post(
+                f"http://{host}{path}", json=body, headers={**MCP_HEADERS, "Authorization": "Bearer wrong"}
+            )
+        from_page = await http.post(  # a page served from the LAN address itself
+            f"http://192.168.1.5:8765{path}",
+            json=body,
+            headers={**MCP_HEADERS, "Origin": "http://192.168.1.5:8765"},
+        )
+    assert {host: a.status_code for host, a in answers.items()} == {
+        "192.168.1.5:8765": 401,  # past the Host check, stopped for the token
+        "192.168.1.5": 401,
+        "localhost:8765": 401,
+        "192.168.1.6:8765": 421,
+    }
+    assert from_page.status_code == 401  # past the Host and Origin checks
+
+
+@pytest.mark.anyio
+async def test_a_token_holder_never_sees_where_ollama_runs(server: HttpServer, fake: FakeOllama) -> None:
+    address = fake.url.split("://", 1)[1]
+    fake.enqueue(Behavior(status=500, error="llama runner process has terminated"))
+    async with mcp_client(server, "legacy", "bob") as bob:
+        failed = await bob.call_tool("chat", {"message": "hi"})
+        listed = await bob.call_tool("list_models", {})
+    told = failed.content[0].text  # type: ignore[union-attr]
+    assert failed.is_error and "llama runner process has terminated" in told
+    assert address not in told and "127.0.0.1" not in told
+    assert address not in json.dumps(listed.model_dump(mode="json"))

@@ -1,5 +1,6 @@
 """The models people run (issue 10), through the SDK client in both eras: each model's own window
-(``num_ctx``) and a calibrated budget, thinking kept apart, JSON answers, images, helpful model errors.
+(``num_ctx``) and a calibrated budget, thinking kept apart, JSON answers, helpful model errors (images:
+``test_image_limits.py``).
 
 The fake Ollama counts prompt tokens and drops what does not fit ``num_ctx`` silently, as Ollama
 does (``fake.truncations``): that is how these tests see a budget that trims too late.
@@ -7,11 +8,8 @@ does (``fake.truncations``): that is how these tests see a budget that trims too
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -29,7 +27,6 @@ from .conftest import connect, eventually
 from .fake_ollama import (
     DEEPSEEK_R1,
     DEFAULT_THINKING,
-    GEMMA3,
     GPT_OSS,
     LLAMA3,
     LLAMA31,
@@ -41,10 +38,6 @@ from .fake_ollama import (
 )
 
 pytestmark = pytest.mark.anyio
-
-# The smallest thing that sniffs as a PNG: the signature, then a little of an IHDR chunk.
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR\x00\x00\x00\x01"
-PNG_B64 = base64.b64encode(PNG).decode()
 
 
 def text_of(result: CallToolResult) -> str:
@@ -538,99 +531,6 @@ async def test_the_chat_tool_declares_think_format_images_and_their_results(
     assert {"think", "include_thinking", "format", "images"} <= set(chat.input_schema["properties"])
     assert chat.output_schema is not None
     assert {"thinking", "data"} <= set(chat.output_schema["properties"])
-
-
-# --- images ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("form", ["base64", "data-uri", "path"])
-async def test_an_image_reaches_a_vision_model_and_only_its_note_is_stored(
-    settings: Settings, fake: FakeOllama, era: str, form: str, tmp_path: Path
-) -> None:
-    fake.models.append(LLAVA)
-    picture = tmp_path / "pic.png"
-    picture.write_bytes(PNG)
-    image = {"base64": PNG_B64, "data-uri": f"data:image/png;base64,{PNG_B64}", "path": str(picture)}[form]
-    async with connect(settings, era) as client:
-        result = await client.call_tool(
-            "chat", {"message": "what is this?", "model": "llava:7b", "images": [image]}
-        )
-        sid = structured(result)["session_id"]
-        structured(
-            await client.call_tool("chat", {"message": "more?", "model": "llava:7b", "session_id": sid})
-        )
-        doc, markdown = await session_docs(client, sid)
-    first, second = chats(fake)
-    assert first["messages"][-1] == {"role": "user", "content": "what is this?", "images": [PNG_B64]}
-    assert first["options"] == {"num_ctx": 4096}
-    assert structured(result)["answer"].endswith("I see 1 image.")
-    # The next turn's history carries no image.
-    assert second["messages"][1:] == [
-        {"role": "user", "content": "what is this?"},
-        {"role": "assistant", "content": structured(result)["answer"]},
-        {"role": "user", "content": "more?"},
-    ]
-    digest = hashlib.sha256(PNG).hexdigest()
-    assert f"[image: image/png, {len(PNG)} bytes, sha256 {digest[:12]}" in markdown
-    assert doc["messages"][0]["images"] == [{"type": "image/png", "size": len(PNG), "sha256": digest}]
-    assert PNG_B64 not in markdown and PNG_B64 not in json.dumps(doc)
-
-
-async def test_a_path_that_is_not_an_image_reveals_nothing_of_the_file(
-    settings: Settings, fake: FakeOllama, era: str, tmp_path: Path
-) -> None:
-    fake.models.append(LLAVA)
-    secret = tmp_path / "notes-a.txt"
-    secret.write_bytes(b"SECRET-CONTENT")
-    missing = tmp_path / "notes-b.txt"
-    async with connect(settings, era) as client:
-        args = {"message": "look", "model": "llava:7b"}
-        not_image = await client.call_tool("chat", {**args, "images": [str(secret)]})
-        absent = await client.call_tool("chat", {**args, "images": [str(missing)]})
-    assert not_image.is_error is True and absent.is_error is True
-    leaked = text_of(not_image)
-    assert "SECRET" not in leaked and "CONTENT" not in leaked
-    assert base64.b64encode(b"SECRET-CONTENT").decode()[:8] not in leaked
-    assert leaked.replace(str(secret), "<path>") == text_of(absent).replace(str(missing), "<path>")
-    assert chats(fake) == []
-
-
-async def test_a_relative_image_path_is_refused(settings: Settings, fake: FakeOllama, era: str) -> None:
-    fake.models.append(LLAVA)
-    async with connect(settings, era) as client:
-        result = await client.call_tool(
-            "chat", {"message": "look", "model": "llava:7b", "images": ["pic.png"]}
-        )
-    assert result.is_error is True
-    assert "relative paths are not accepted" in text_of(result)
-    assert chats(fake) == []
-
-
-@pytest.mark.parametrize("form", ["base64", "data-uri", "path"])
-async def test_an_image_over_the_size_limit_is_refused(
-    settings: Settings, fake: FakeOllama, era: str, form: str, tmp_path: Path
-) -> None:
-    fake.models.append(LLAVA)
-    big = PNG + b"\x00" * 200
-    encoded = base64.b64encode(big).decode()
-    picture = tmp_path / "big.png"
-    picture.write_bytes(big)
-    image = {"base64": encoded, "data-uri": f"data:image/png;base64,{encoded}", "path": str(picture)}[form]
-    async with connect(dataclasses.replace(settings, max_image_bytes=100), era) as client:
-        result = await client.call_tool("chat", {"message": "look", "model": "llava:7b", "images": [image]})
-    assert result.is_error is True
-    assert "100-byte limit" in text_of(result)
-    assert chats(fake) == []
-
-
-async def test_images_for_a_model_without_vision_are_refused_naming_those_with_it(
-    settings: Settings, fake: FakeOllama, era: str
-) -> None:
-    fake.models[:] = [LLAMA3, QWEN3, LLAVA, GEMMA3]
-    text = await refused(settings, fake, era, {"message": "look", "images": [PNG_B64]})
-    assert "llama3:8b cannot see images" in text and "'vision'" in text
-    assert "llava:7b" in text and "gemma3:4b" in text and "qwen3:8b" not in text
-    assert chats(fake) == []
 
 
 # --- model errors and listings --------------------------------------------------------------

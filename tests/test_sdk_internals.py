@@ -54,3 +54,33 @@ async def test_connection_and_request_outbound_inside_a_request(mode: str) -> No
         await client.call_tool("probe", {})
     assert isinstance(seen["connection"], Connection)
     assert isinstance(seen["cancel"], anyio.Event)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_dispatch_channel_is_shared_by_a_connections_requests_and_notifications(mode: str) -> None:
+    """What ties a ``notifications/cancelled`` (and its reason) to the request it cancels."""
+    from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+
+    seen: dict[str, list[object]] = {"requests": [], "notifications": []}
+    server: MCPServer[Any] = MCPServer("probe")
+
+    @server.tool()
+    async def probe(ctx: Context[Any, Any]) -> str:
+        seen["requests"].append(sdk.dispatch_channel(ctx.request_context))
+        return "ok"
+
+    async def watch(ctx: ServerRequestContext[Any, Any], call_next: Any) -> Any:
+        if ctx.request_id is None:
+            seen["notifications"].append(sdk.dispatch_channel(ctx))
+        return await call_next(ctx)
+
+    sdk.lowlevel_server(server).middleware.append(watch)
+    async with Client(server, mode=mode) as client:  # type: ignore[arg-type]
+        await client.call_tool("probe", {})
+        await client.call_tool("probe", {})
+    first, second = seen["requests"]
+    if mode == "legacy":  # a JSON-RPC stream: requests and notifications share its dispatcher
+        assert isinstance(first, JSONRPCDispatcher) and second is first
+        assert seen["notifications"] and all(n is first for n in seen["notifications"])
+    else:  # in-process dispatch: no notification carries a cancel, so there is nothing to tie
+        assert first is None and second is None

@@ -16,6 +16,7 @@ from mcp_ollama.config import (
     SETTINGS_SPEC,
     Settings,
     SettingsError,
+    database_origin,
     load_settings,
     parse_ollama_host,
 )
@@ -135,7 +136,7 @@ def test_doctor_passes_when_everything_is_in_place(fake: FakeOllama, tmp_path: P
     assert "0.12.6" in lines[0]
     assert re.search(r"llama3:8b loaded in \d+\.\d s", lines[2])
     assert fake.loads == ["llama3:8b"]
-    assert "will be created" in lines[3]
+    assert "will be created" in lines[3] and "chosen by --db" in lines[3]
     assert not db.parent.exists()  # doctor changes nothing on disk, not even a directory
     with ChatStore.open(db):
         pass
@@ -147,6 +148,30 @@ def test_doctor_passes_when_everything_is_in_place(fake: FakeOllama, tmp_path: P
     )
     assert "[ok] database" in again.stdout and "0 sessions" in again.stdout
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(
+    sys.platform in ("darwin", "win32"), reason="XDG_DATA_HOME moves the data directory on Linux"
+)
+def test_doctor_says_which_flag_or_variables_chose_the_database(tmp_path: Path) -> None:
+    """A shell with MCP_OLLAMA_DB or XDG_DATA_HOME set and a host without them use two files."""
+    assert database_origin("/x.db", {"MCP_OLLAMA_DB": "/y.db"}) == "chosen by --db"
+    assert (
+        database_origin(None, {"MCP_OLLAMA_DB": "/y.db", "XDG_DATA_HOME": "/d"}) == "chosen by MCP_OLLAMA_DB"
+    )
+    assert "XDG_DATA_HOME=/d" in database_origin(None, {"XDG_DATA_HOME": "/d"})
+    assert "neither MCP_OLLAMA_DB nor XDG_DATA_HOME" in database_origin(None, {})
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    done = subprocess.run(
+        [sys.executable, "-m", "mcp_ollama", "doctor", "--ollama-host", f"127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    (database,) = [line for line in done.stdout.splitlines() if line.startswith("[ok] database")]
+    assert str(tmp_path / "xdg" / "mcp-ollama" / "sessions.sqlite3") in database
+    assert f"XDG_DATA_HOME={tmp_path / 'xdg'}" in database and "MCP_OLLAMA_DB" in database
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ drops ``notifications/tasks/status`` (not in its 2025-11-25 tables), so a client
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.extension import ClaimContext, ClientExtension, NotificationBinding, ResultClaim, advertise
 from mcp_types import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
@@ -163,7 +165,7 @@ async def test_capabilities_and_task_support_are_advertised_per_era(settings: Se
         assert caps.requests is not None and caps.requests.tools is not None
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert tools["chat"].execution is not None and tools["chat"].execution.task_support == "optional"
-    assert all(tool.execution is None for name, tool in tools.items() if name != "chat")
+    assert all(tool.execution is None for name, tool in tools.items() if name not in ("chat", "pull_model"))
     async with modern(settings) as client:
         assert (client.server_capabilities.extensions or {}).get(EXT) == {}
         assert all(tool.execution is None for tool in (await client.list_tools()).tools)
@@ -551,3 +553,21 @@ async def test_two_servers_in_one_process_share_no_task_state(settings: Settings
         await expect_error(INVALID_PARAMS, second, "tasks/get", {"taskId": task["taskId"]})
     assert [t["taskId"] for t in listed_first["tasks"]] == [task["taskId"]]
     assert listed_second["tasks"] == []
+
+
+async def test_one_user_may_run_only_so_many_tasks_at_once(settings: Settings, fake: FakeOllama) -> None:
+    one = dataclasses.replace(settings, max_tasks_per_user=1)
+    fake.enqueue(Behavior(token_count=2000, token_delay=0.02))
+    async with legacy(one) as client:
+        first = (await task_call(client, "chat", {"message": "long"}))["task"]
+        refused = await expect_error(
+            INTERNAL_ERROR,
+            client,
+            "tools/call",
+            {"name": "chat", "arguments": {"message": "another"}, "task": {}},
+        )
+        await request(client, "tasks/cancel", {"taskId": first["taskId"]})
+        again = (await task_call(client, "chat", {"message": "now it fits"}))["task"]
+        await request(client, "tasks/result", {"taskId": again["taskId"]})
+    assert "You already have 1 task running" in refused.error.message
+    assert "--max-tasks-per-user" in refused.error.message

@@ -1,30 +1,62 @@
 """The domain's error tree: every failure the server can tell a user about.
 
 Each error's message is written for the person (or model) reading a failed tool
-result: what happened, and what to do about it. ``server.py`` is the one place
-that turns these into MCP ``isError`` results or JSON-RPC errors.
+result: what happened, and what to do about it. Each class also says how MCP should
+carry it (``disposition``); ``server/errors.py`` is the one place that turns these into
+``isError`` tool results or JSON-RPC errors. In a tool every one of them is an ``isError``
+result (the model reads it); elsewhere (resources, prompts, tasks) the disposition picks the
+code: ``INVALID_PARAMS`` -32602, ``NOT_FOUND`` -32002 for a resource (-32602 from 2026-07-28,
+and for anything else), ``FAILED`` -32603.
 
-    McpOllamaError
+    McpOllamaError                   (FAILED unless a subclass says otherwise)
     ├── BackendError                 talking to Ollama failed
     │   ├── OllamaUnreachable        connection refused / DNS / connect timeout
     │   ├── OllamaTimeout            no bytes within the generation timeout
-    │   ├── ModelNotFound            404: the model is not pulled
+    │   ├── ModelNotFound            404: the model is not pulled                       NOT_FOUND
     │   ├── OllamaStatusError        any other error status, with Ollama's ``error`` text
-    │   └── StreamError              an error line mid-stream, a cut or malformed stream
-    ├── InputError                   the caller's arguments cannot be served
+    │   │   └── NotOllama            a web page (HTML) at Ollama's address: something else answers
+    │   ├── StreamError              an error line mid-stream, a cut or malformed stream
+    │   └── PullFailed               a pull that Ollama refused or broke off (an unknown name)
+    ├── InputError                   the caller's arguments cannot be served        INVALID_PARAMS
     │   ├── InvalidSessionId         malformed or hostile session id
     │   ├── InputTooLarge            the message does not fit the limits or the context
     │   └── ModelCannot              the model lacks a capability (thinking, vision) the call needs
+    ├── TooManyWaiting               one user already has the most chats allowed waiting for a slot
+    ├── LimitReached                 one user already holds the most of something allowed per user
     ├── AnswerNotJson                JSON was asked for (format) and the model wrote something else
-    ├── SessionNotFound              no stored session with that id
-    └── StoreError                   the session database cannot be read or written
+    ├── SessionNotFound              no stored session with that id                     NOT_FOUND
+    ├── JobFailed                    something outside this tree broke a running answer
+    ├── NotAllowed                   the caller's token lacks the role (admin) an action needs
+    ├── StoreError                   the session database cannot be read or written
+    ├── TokenFileError               (transports.auth) the HTTP tokens file is unusable
+    ├── ExposureError                (transports.exposure) an HTTP bind that would be unsafe
+    └── ListenError                  (transports.listen) serve --http cannot listen: its port is taken
+
+    SettingsError (a ValueError)     a flag or variable has an unusable value; the CLI prints it
+                                     and exits 2 before any server exists, so it has no disposition
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import ClassVar
+
+
+class Disposition(StrEnum):
+    """How MCP carries an error outside a tool (inside one, every error is an ``isError`` result)."""
+
+    FAILED = "failed"
+    """The call was fine and could not be served: -32603 with the error's sentence."""
+    INVALID_PARAMS = "invalid_params"
+    """The caller's arguments cannot be served: -32602."""
+    NOT_FOUND = "not_found"
+    """What the call names does not exist: the era's resource-not-found code, else -32602."""
+
 
 class McpOllamaError(Exception):
     """Base of every error this package raises on purpose."""
+
+    disposition: ClassVar[Disposition] = Disposition.FAILED
 
 
 class BackendError(McpOllamaError):
@@ -62,6 +94,8 @@ class ModelNotFound(BackendError):
 
     ``pulled`` (when known) names the models that are, and the closest one is suggested.
     """
+
+    disposition = Disposition.NOT_FOUND
 
     def __init__(self, model: str, url: str, pulled: list[str] | None = None) -> None:
         self.model = model
@@ -117,6 +151,20 @@ class OllamaStatusError(BackendError):
         super().__init__(f"Ollama at {url} answered HTTP {status}: {error}.{hint}")
 
 
+class NotOllama(OllamaStatusError):
+    """Something other than Ollama answers at its address: a web page (HTML), where Ollama speaks JSON."""
+
+    def __init__(self, status: int, content_type: str, opening: str, url: str) -> None:
+        self.status, self.error, self.url = status, f"{content_type}: {opening}", url
+        kind = content_type or "no content type"
+        BackendError.__init__(
+            self,
+            f"The server at {url} is not Ollama: it answered HTTP {status} ({kind}) with {opening!r}; "
+            "set OLLAMA_HOST (or --ollama-host) to Ollama's address (by default 127.0.0.1:11434), "
+            "or check that the proxy there reaches Ollama.",
+        )
+
+
 class StreamError(BackendError):
     """The answer stream broke after it had started."""
 
@@ -129,8 +177,55 @@ class StreamError(BackendError):
         )
 
 
+class PullFailed(BackendError):
+    """Ollama could not pull ``model``: ``detail`` in its own words. For a name the registry does not
+    know, ``pulled`` (when known) gives the closest local names."""
+
+    def __init__(self, model: str, url: str, detail: str, pulled: list[str] | None = None) -> None:
+        self.model = model
+        self.url = url
+        self.detail = detail
+        self.pulled = pulled
+        if unknown_manifest(detail):
+            close = close_names(model, pulled or [])
+            where = (
+                f"closest pulled here: {', '.join(close)}; https://ollama.com/library lists the others"
+                if close
+                else "https://ollama.com/library lists them, e.g. 'llama3.1:8b'"
+            )
+            text = (
+                f"Ollama at {url} found no model {model!r} in the registry ({detail}); check the name "
+                f"and tag ({where})."
+            )
+        else:
+            text = (
+                f"Ollama at {url} could not pull {model!r}: {detail}. What was downloaded is kept; "
+                "pull again to resume."
+            )
+        super().__init__(text)
+
+
+def unknown_manifest(detail: str) -> bool:
+    """Whether Ollama's pull error says the registry has no such model (or tag)."""
+    text = detail.lower()
+    return "manifest" in text and any(s in text for s in ("does not exist", "unknown", "not found"))
+
+
+def close_names(name: str, names: list[str], n: int = 3) -> list[str]:
+    """Up to ``n`` of ``names`` that ``name`` most likely meant: the same model with another tag
+    first, then the nearest spellings."""
+    import difflib
+
+    base = name.split(":", 1)[0]
+    found = [m for m in names if m.split(":", 1)[0] == base]
+    found += difflib.get_close_matches(name, names, n=n, cutoff=0.5)
+    return list(dict.fromkeys(found))[:n]
+
+
 class InputError(McpOllamaError):
     """The caller's arguments cannot be served as given."""
+
+    disposition = Disposition.INVALID_PARAMS
 
 
 class InvalidSessionId(InputError):
@@ -165,6 +260,31 @@ class ModelCannot(InputError):
         )
 
 
+class TooManyWaiting(McpOllamaError):
+    """The caller already has ``waiting`` chats queued for a model slot (``--max-queued-per-user``)."""
+
+    def __init__(self, waiting: int) -> None:
+        self.waiting = waiting
+        verb = "is" if waiting == 1 else "are"
+        super().__init__(
+            f"{waiting} of your chats {verb} already waiting for a free model slot; "
+            "try again when one of them finishes."
+        )
+
+
+class LimitReached(McpOllamaError):
+    """A per-user bound (streams, tasks, …) is reached: the others on a shared server keep theirs."""
+
+    def __init__(self, noun: str, state: str, limit: int, setting: str, advice: str) -> None:
+        """``noun`` (singular) and its ``state``: ``"task"``, ``"running"``."""
+        self.limit = limit
+        plural = "" if limit == 1 else "s"
+        super().__init__(
+            f"You already have {limit:,} {noun}{plural} {state}, the most one user may have on this "
+            f"server ({setting}); {advice}"
+        )
+
+
 class AnswerNotJson(McpOllamaError):
     """The model was asked for JSON (``format``) and wrote something else; ``raw`` is what it wrote."""
 
@@ -181,6 +301,8 @@ class AnswerNotJson(McpOllamaError):
 class SessionNotFound(McpOllamaError):
     """No stored session has this id."""
 
+    disposition = Disposition.NOT_FOUND
+
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         super().__init__(f"No chat session with id {session_id!r}.")
@@ -188,6 +310,18 @@ class SessionNotFound(McpOllamaError):
 
 class JobFailed(McpOllamaError):
     """Something outside the domain's error tree broke a job; the message says what to do."""
+
+
+class NotAllowed(McpOllamaError):
+    """``principal`` may not do this: pulling and unloading models change a shared machine, so only
+    admin tokens (and the operator, ``local``) may."""
+
+    def __init__(self, principal: str, doing: str) -> None:
+        self.principal = principal
+        super().__init__(
+            f"Only an admin may {doing} on this server and the token {principal!r} is not one: ask the "
+            "operator to do it, or to give you an admin token (mcp-ollama tokens add NAME --admin)."
+        )
 
 
 class StoreError(McpOllamaError):

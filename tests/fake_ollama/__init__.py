@@ -33,6 +33,11 @@ Models beyond llama3 (ready-made: ``LLAMA3``, ``LLAMA31``, ``QWEN3``, ``GPT_OSS`
   silently, as Ollama does (``FakeOllama.truncations`` records it). The default, kept for the tests
   written before it, counts words and never truncates.
 
+Parallelism as in Ollama: ``FakeOllama(num_parallel=N)`` lets N chats per model generate at once
+(``OLLAMA_NUM_PARALLEL``, a semaphore per loaded model); the others wait, unanswered. Whatever the
+limit, ``peak_generating`` (by model), ``peak_models`` and ``generating()`` record what ran at once.
+``HungServer`` (accepts, never answers) and ``BlackHole`` (never accepts) stand in for worse servers.
+
 As a script: ``--models qwen3,llava`` (short or full names, or ``all``) serves ready-made models,
 ``--tokenizer`` turns on token counting and truncation.
 

@@ -7,12 +7,12 @@ import contextlib
 import threading
 from types import TracebackType
 
-from .chat import _Chat
+from .embedding import _Embed
 from .state import RecordedRequest
 from .wire import _BadRequest, _ClientGone, _Connection
 
 
-class FakeOllama(_Chat):
+class FakeOllama(_Embed):
     """A fake Ollama on 127.0.0.1, served from a background thread.
 
     ``with FakeOllama() as fake:`` starts it; ``fake.url`` is its address. Script chat
@@ -161,6 +161,10 @@ class FakeOllama(_Chat):
             await self._show(conn, request, keep_alive)
         elif route == ("POST", "/api/chat"):
             return await self._chat(conn, request) and keep_alive
+        elif route == ("POST", "/api/pull"):  # pulling.py
+            return await self._pull(conn, request) and keep_alive
+        elif route == ("POST", "/api/embed"):  # embedding.py
+            return await self._embed(conn, request) and keep_alive
         else:  # what gin answers for an unknown route or method
             await conn.send(404, b"404 page not found", "text/plain", keep_alive=keep_alive)
         return keep_alive

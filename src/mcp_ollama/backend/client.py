@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
 from types import TracebackType
 from typing import Any, NoReturn, Self, cast
@@ -20,13 +20,26 @@ from ..errors import (
     OllamaUnreachable,
     StreamError,
 )
-from .models import ChatChunk, ChatRequest, ModelInfo, ModelShow, _TagsResponse, _VersionResponse
+from .credentials import BearerAuth
+from .foreign import _preview, refuse_foreign, speaks_html
+from .models import (
+    ChatChunk,
+    ChatRequest,
+    EmbedRequest,
+    EmbedResponse,
+    ModelInfo,
+    ModelShow,
+    RunningModel,
+    _PsResponse,
+    _TagsResponse,
+    _VersionResponse,
+)
+from .pulling import PullLines
 
 _CLOSED_EARLY = "the connection closed before the answer was complete"
 # A single NDJSON line is one token plus metadata; anything this long is not Ollama talking.
 _MAX_LINE_BYTES = 16 * 1024 * 1024
 _ERROR_TEXT_LIMIT = 500
-_PREVIEW_LIMIT = 100
 
 
 # --- the client -------------------------------------------------------------------------------
@@ -64,7 +77,7 @@ class OllamaClient:
         if basic_auth is not None:
             auth = httpx.BasicAuth(*basic_auth)
         elif api_key is not None:
-            auth = _BearerAuth(api_key)
+            auth = BearerAuth(api_key)
         self._http = httpx.AsyncClient(
             base_url=self._base_url,
             auth=auth,
@@ -107,19 +120,36 @@ class OllamaClient:
         it was read to the end, that drops the connection, which is what makes Ollama stop
         generating.
         """
-        with self._translate_errors():
-            http_request = self._http.build_request("POST", "/api/chat", json=request.to_ollama())
-            response = await self._http.send(http_request, stream=True)
-        chunks: _ChunkStream | None = None
-        try:
-            await self._raise_for_status(response, model=request.model)
-            chunks = _ChunkStream(self, response)
+        async with self._ndjson("/api/chat", request.to_ollama(), model=request.model) as chunks:
             yield chunks
-        finally:
-            with anyio.CancelScope(shield=True):
-                if chunks is not None:
-                    await chunks.aclose()
-                await _close_quietly(response)
+
+    @asynccontextmanager
+    async def pull_stream(self, model: str, *, insecure: bool = False) -> AsyncIterator[PullLines]:
+        """POST ``/api/pull`` and yield its progress lines (``PullLines``), ending after ``success``.
+
+        Leaving the block before then drops the connection, which makes Ollama stop the download
+        (what it has is kept, and a later pull resumes from there).
+        """
+        body = {"model": model, **({"insecure": True} if insecure else {})}
+        async with self._ndjson("/api/pull", body, model=None) as lines:
+            yield PullLines(lines._next_line, self._base_url, model)
+
+    async def embed(self, request: EmbedRequest) -> EmbedResponse:
+        """One vector per input (``POST /api/embed``); ``ModelNotFound`` if the model is not pulled."""
+        body = request.to_ollama()
+        response, data = await self._request_json("POST", "/api/embed", body=body, model=request.model)
+        try:
+            return EmbedResponse.model_validate(data)
+        except ValidationError as exc:
+            self._raise_unexpected_body(response, exc)
+
+    async def running_models(self) -> list[RunningModel]:
+        """The models Ollama holds in memory now, with their sizes and expiry (``GET /api/ps``)."""
+        response, data = await self._request_json("GET", "/api/ps")
+        try:
+            return _PsResponse.model_validate(data).models
+        except ValidationError as exc:
+            self._raise_unexpected_body(response, exc)
 
     async def list_models(self) -> list[ModelInfo]:
         """The pulled models (``GET /api/tags``)."""
@@ -150,11 +180,7 @@ class OllamaClient:
 
     async def loaded_models(self) -> list[str]:
         """Names of the models Ollama holds in memory now (``GET /api/ps``)."""
-        response, data = await self._request_json("GET", "/api/ps")
-        try:
-            return [m.name for m in _TagsResponse.model_validate(data).models]
-        except ValidationError as exc:
-            self._raise_unexpected_body(response, exc)
+        return [m.name for m in await self.running_models()]
 
     async def version(self) -> str:
         """Ollama's version string (``GET /api/version``)."""
@@ -165,6 +191,30 @@ class OllamaClient:
             self._raise_unexpected_body(response, exc)
 
     # --- internals ----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _ndjson(
+        self, path: str, body: dict[str, Any], *, model: str | None
+    ) -> AsyncIterator[_ChunkStream]:
+        """POST ``body`` to ``path`` and yield its streamed NDJSON body; closed however the block ends."""
+        with self._translate_errors():
+            # The body goes as a one-shot stream: httpx's request and response point at each other,
+            # so a body given as `json=` (an image call's tens of MiB) stays until a full GC.
+            box = [json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()]
+            headers = {"Content-Type": "application/json", "Content-Length": str(len(box[0]))}
+            http_request = self._http.build_request("POST", path, content=_once(box), headers=headers)
+            del box
+            response = await self._http.send(http_request, stream=True)
+        lines: _ChunkStream | None = None
+        try:
+            await self._raise_for_status(response, model=model)
+            lines = _ChunkStream(self, response)
+            yield lines
+        finally:
+            with anyio.CancelScope(shield=True):
+                if lines is not None:
+                    await lines.aclose()
+                await _close_quietly(response)
 
     async def _request_json(
         self,
@@ -204,10 +254,11 @@ class OllamaClient:
             raise OllamaUnreachable(url, _describe(exc)) from exc
 
     async def _raise_for_status(self, response: httpx.Response, *, model: str | None) -> None:
-        if response.is_success:
+        if response.is_success and not speaks_html(response):
             return
         with self._translate_errors():
             await response.aread()
+        refuse_foreign(response, self._base_url)  # a web page, not Ollama's JSON (nor a missing model)
         if response.status_code == 404 and model is not None:
             raise ModelNotFound(model, self._base_url)
         raise OllamaStatusError(response.status_code, _error_text(response), self._base_url)
@@ -220,20 +271,6 @@ class OllamaClient:
             f"(is another program listening there?): {_preview(response.content)}"
         )
         raise OllamaStatusError(response.status_code, detail, self._base_url) from exc
-
-
-class _BearerAuth(httpx.Auth):
-    """``Authorization: Bearer <key>``, as Ollama's own clients send ``OLLAMA_API_KEY``."""
-
-    def __init__(self, key: str) -> None:
-        self._header = f"Bearer {key}"
-
-    def __repr__(self) -> str:
-        return "_BearerAuth('********')"
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = self._header
-        yield request
 
 
 class _ChunkStream:
@@ -347,9 +384,10 @@ def _clip(text: str) -> str:
     return text if len(text) <= _ERROR_TEXT_LIMIT else text[: _ERROR_TEXT_LIMIT - 1] + "…"
 
 
-def _preview(raw: bytes | bytearray) -> str:
-    return bytes(raw[: _PREVIEW_LIMIT * 4]).decode("utf-8", "replace")[:_PREVIEW_LIMIT]
-
-
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+async def _once(box: list[bytes]) -> AsyncIterator[bytes]:
+    """Yield the one body in ``box`` and keep no reference to it."""
+    yield box.pop()

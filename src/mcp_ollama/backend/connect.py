@@ -26,7 +26,13 @@ def open_pool(settings: Settings) -> OllamaPool:
         # As for the first server: its own user and password, else the API key (one header).
         basic = (host.user, host.password.reveal() if host.password else "") if host.user else None
         clients.append(_client(settings, host.url, basic, None if basic else key))
-    return OllamaPool(clients, max_parallel=settings.max_parallel)
+    return OllamaPool(
+        clients,
+        max_parallel=settings.max_parallel,
+        model_parallel=dict(settings.max_parallel_models),
+        first_token_timeout=settings.first_token_timeout,
+        max_queued_per_user=settings.max_queued_per_user,
+    )
 
 
 async def load_model(client: OllamaClient, settings: Settings, catalog: ModelCatalog | None = None) -> float:

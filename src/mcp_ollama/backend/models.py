@@ -266,3 +266,73 @@ class _VersionResponse(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     version: str
+
+
+# --- model management: pull, what is loaded, embeddings ----------------------------------------
+
+_MAX_PLAUSIBLE_BYTES = 10**15  # a petabyte
+
+
+class PullProgress(BaseModel):
+    """One NDJSON line of ``POST /api/pull``: a step, and while a layer downloads, its bytes."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    status: str = Field(
+        description="What Ollama is doing: 'pulling manifest', 'pulling <digest>', "
+        "'verifying sha256 digest', 'writing manifest', 'success'."
+    )
+    digest: str | None = Field(default=None, description="The layer being downloaded ('sha256:...').")
+    total: int | None = Field(default=None, description="The layer's size in bytes.")
+    completed: int | None = Field(default=None, description="Bytes of the layer downloaded so far.")
+
+    @field_validator("total", "completed", mode="before")
+    @classmethod
+    def _plausible_bytes(cls, value: object) -> int | None:
+        return None if value is None else _plausible(value, _MAX_PLAUSIBLE_BYTES)
+
+
+class RunningModel(BaseModel):
+    """One model held in memory, as ``GET /api/ps`` lists it."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    name: str = Field(description="The model's name, e.g. 'llama3:8b'.")
+    size: int = Field(default=0, description="Memory it takes, in bytes (RAM and VRAM together).")
+    size_vram: int = Field(default=0, description="The part of it in GPU memory, in bytes.")
+    context_length: int | None = Field(default=None, description="The context window it was loaded with.")
+    expires_at: str | None = Field(
+        default=None, description="When Ollama unloads it unless it is used again (RFC 3339 text)."
+    )
+    details: ModelDetails = Field(default_factory=ModelDetails, description="Family, size, quantization.")
+
+
+class EmbedRequest(BaseModel):
+    """The body of ``POST /api/embed``."""
+
+    model: str = Field(description="Name of a pulled embedding model, such as 'nomic-embed-text'.")
+    input: list[str] = Field(description="The texts to embed; one vector comes back for each.")
+    truncate: bool | None = Field(
+        default=None, description="Cut inputs longer than the context to fit (Ollama's default: true)."
+    )
+    dimensions: int | None = Field(default=None, description="Shorten every vector to this many numbers.")
+    keep_alive: str | int | None = Field(default=None, description="How long the model stays loaded.")
+
+    def to_ollama(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class EmbedResponse(BaseModel):
+    """Ollama's answer to ``POST /api/embed``."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    model: str = Field(default="", description="The model that embedded the inputs.")
+    embeddings: list[list[float]] = Field(description="One vector per input, in order.")
+    prompt_eval_count: int | None = Field(default=None, description="Tokens read, all inputs together.")
+
+
+class _PsResponse(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    models: list[RunningModel]

@@ -19,6 +19,9 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from ..config import SETTINGS_SPEC, Settings, SettingsError, load_settings
+from .db import add_db_command, run_db_command
+from .model_commands import MODEL_COMMANDS, add_model_commands, run_model_command
+from .token_commands import add_tokens_command, run_tokens_command
 
 __all__ = ["CommandParser", "build_parser", "configure_logging", "find_misuse", "main"]
 
@@ -163,7 +166,8 @@ def build_parser() -> CommandParser:
             ]
         ),
     )
-    parser.option("--version", action="version", version=f"%(prog)s {__version__}")
+    # The package's name, as an upgrade names it; both console scripts print the same.
+    parser.option("--version", action="version", version=f"mcp-server-ollama {__version__}")
     _add_settings(parser)
     commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     serve = parser.command(
@@ -201,7 +205,7 @@ def build_parser() -> CommandParser:
     _add_settings(doctor)
     _add_ask(parser, commands)
     _add_sessions(parser, commands)
-    _add_tokens(parser, commands)
+    add_tokens_command(parser, commands, _add_settings)  # tokens add, list, revoke
     models = parser.command(
         commands,
         "models",
@@ -210,6 +214,8 @@ def build_parser() -> CommandParser:
         "quantization.",
     )
     _add_settings(models, shown={"ollama_url"})
+    add_model_commands(parser, commands, _add_settings)  # pull, ps, unload, embed
+    add_db_command(parser, commands)  # db copy
     return parser
 
 
@@ -218,7 +224,7 @@ def _add_ask(parser: CommandParser, commands: argparse._SubParsersAction[Any]) -
         commands,
         "ask",
         help="send one message and stream the answer (no MCP host needed)",
-        usage="%(prog)s MESSAGE [--session ID] [--model NAME] [--json] [SETTINGS]",
+        usage="%(prog)s MESSAGE [--session ID [--new]] [--model NAME] [--json] [SETTINGS]",
         description="Send MESSAGE to the model and stream the answer to stdout as it arrives; the "
         "session id goes to stderr. Pass it back with --session to continue the conversation. "
         "Same store and chat core as the server, without MCP. Ctrl-C stops the model and "
@@ -232,6 +238,12 @@ def _add_ask(parser: CommandParser, commands: argparse._SubParsersAction[Any]) -
         dest="ask_session",
         metavar="ID",
         help="continue this session (its recent turns go with the message); default: a new session",
+    )
+    ask.option(
+        "--new",
+        dest="ask_new",
+        action="store_true",
+        help="with --session: start a new session with that id (an unknown id is refused without it)",
     )
     ask.option(
         "--json",
@@ -288,27 +300,6 @@ def _add_sessions(parser: CommandParser, commands: argparse._SubParsersAction[An
     _add_settings(delete, shown={"db_path"})
 
 
-def _add_tokens(parser: CommandParser, commands: argparse._SubParsersAction[Any]) -> None:
-    tokens = parser.command(
-        commands,
-        "tokens",
-        help="manage the bearer tokens serve --http accepts",
-        description="Bearer tokens for serve --http: each has a name (who uses it); the file keeps "
-        "hashes only.",
-    )
-    actions = tokens.add_subparsers(dest="tokens_command", title="actions", metavar="ACTION")
-    add = tokens.command(
-        actions,
-        "add",
-        help="make a new token for NAME, print it once",
-        usage="%(prog)s NAME --tokens-file PATH",
-        description="Make a random token for NAME, append its SHA-256 hash to the tokens file (created if "
-        "missing, owner-only) and print the token on stdout, once. A name already in the file is refused.",
-    )
-    add.option("token_name", metavar="NAME", help="who will use the token: letters, digits, . _ @ -")
-    _add_settings(add, shown={"tokens_file"})
-
-
 def configure_logging(level: str) -> None:
     """Our log, and the SDK's, to stderr only: stdout carries JSON-RPC (or the answer)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -343,7 +334,9 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
     if command == "ask":
         from .ask import ask
 
-        return ask(settings, args.message, session_id=args.ask_session, as_json=args.ask_json)
+        return ask(
+            settings, args.message, session_id=args.ask_session, as_json=args.ask_json, new=args.ask_new
+        )
     if command == "sessions":
         from .sessions import sessions
 
@@ -354,27 +347,25 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
             export_format=getattr(args, "export_format", "md"),
             limit=getattr(args, "sessions_limit", 50),
         )
+    if command == "db":
+        return run_db_command(settings, args)
+    if command in MODEL_COMMANDS:
+        return run_model_command(command, settings, args)
     if command == "models":
         from .models import models
 
         return models(settings)
     if command == "tokens":
-        from .tokens import tokens_add
-
-        if getattr(args, "tokens_command", None) != "add":
-            print(
-                "mcp-ollama: say what to do: mcp-ollama tokens add NAME --tokens-file PATH", file=sys.stderr
-            )
-            return 2
-        return tokens_add(settings, args.token_name)
+        return run_tokens_command(settings, args)
     if command == "serve" and getattr(args, "serve_http", False):
         from .http import serve_http
 
         return serve_http(settings, args.allowed_hosts)
     if command == "doctor":
+        from ..config import database_origin
         from .doctor import doctor
 
-        return doctor(settings)
+        return doctor(settings, database_origin(getattr(args, "db_path", None)))
     from .serve import serve
 
     return serve(settings)

@@ -9,6 +9,7 @@ and the exit code is 130. Failures are one sentence on stderr and exit code 1.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ from ..core.chat import ChatService
 from ..core.text import clean_text
 from ..core.turns import Commit, TurnOutcome, Undo
 from ..errors import McpOllamaError
-from ..store import ChatStore
+from ..store import Store, open_store, validate_session_id
 
 INTERRUPTED = 130
 """128 + SIGINT, what a shell reports for a command stopped by Ctrl-C."""
@@ -40,14 +41,32 @@ CUT_SHORT = {
 }
 
 
-def ask(settings: Settings, message: str, *, session_id: str | None = None, as_json: bool = False) -> int:
-    """Send ``message`` (``"-"``: read stdin) in ``session_id`` or a new session; the exit code."""
+def ask(
+    settings: Settings,
+    message: str,
+    *,
+    session_id: str | None = None,
+    as_json: bool = False,
+    new: bool = False,
+) -> int:
+    """Send ``message`` (``"-"``: read stdin) in ``session_id`` or a new session; the exit code.
+
+    An unknown ``session_id`` is refused (a typo would start a new session silently), naming the
+    closest stored ids, unless ``new``; ``new`` with a stored one is refused too.
+    """
     if message == "-":
         message = sys.stdin.read()
     printer = _Printer(None if as_json else sys.stdout)
     try:
-        store = ChatStore.open(settings.db_path)
+        store = open_store(settings)
     except McpOllamaError as exc:
+        return _fail(exc)
+    try:
+        if session_id is not None and (problem := _session_problem(store, session_id, new=new)):
+            print(f"mcp-ollama: {problem}", file=sys.stderr)
+            return 1
+    except McpOllamaError as exc:
+        store.close()
         return _fail(exc)
     try:
         outcome = anyio.run(_turn, settings, store, message, session_id, printer)
@@ -75,7 +94,7 @@ def ask(settings: Settings, message: str, *, session_id: str | None = None, as_j
 
 
 async def _turn(
-    settings: Settings, store: ChatStore, message: str, session_id: str | None, printer: _Printer
+    settings: Settings, store: Store, message: str, session_id: str | None, printer: _Printer
 ) -> TurnOutcome | None:
     """The stored turn, or None when Ctrl-C cancelled it."""
     async with open_pool(settings) as pool:
@@ -178,6 +197,25 @@ class _Printer:
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())
                 os.close(devnull)
+
+
+def _session_problem(store: Store, session_id: str, *, new: bool) -> str | None:
+    """Why ``--session`` (with ``--new`` or not) cannot be used as given; None when it can."""
+    validate_session_id(session_id)
+    if store.get_session(session_id) is not None:
+        if new:
+            return f"session {session_id} exists already; leave out --new to continue it, or pick another id."
+        return None
+    if new:
+        return None
+    ids = store.session_ids(limit=1000)  # most recently active first
+    close = [i for i in ids if i.startswith(session_id)][:3]
+    close += [i for i in difflib.get_close_matches(session_id, ids, n=3, cutoff=0.5) if i not in close]
+    if close:
+        where = f"the closest: {clean_text(', '.join(close[:3]))}; continue one of those"
+    else:
+        where = "`mcp-ollama sessions list` shows the stored ones; continue one of them"
+    return f"there is no session {session_id} ({where}), or add --new to start a new session with this id."
 
 
 def _as_document(outcome: TurnOutcome) -> dict[str, object]:

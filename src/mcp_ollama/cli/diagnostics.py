@@ -9,7 +9,7 @@ from ..backend.client import OllamaClient
 from ..backend.connect import load_model, open_client, open_pool
 from ..config import Settings
 from ..errors import BackendError
-from ..store import inspect_database
+from ..store import inspect_database, uses_postgres
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Check:
     detail: str
 
 
-async def run_checks(settings: Settings) -> list[Check]:
+async def run_checks(settings: Settings, db_origin: str | None = None) -> list[Check]:
     """Ollama reachable, the default model pulled and loadable (timed), the session database writable."""
     checks: list[Check] = []
     async with open_client(settings) as client:
@@ -59,7 +59,12 @@ async def run_checks(settings: Settings) -> list[Check]:
                     )
     if settings.other_ollama_hosts:
         checks.append(await _check_hosts(settings))
-    checks.append(_check_database(settings.db_path))
+    database = _check_database(settings)
+    if db_origin is not None:
+        # A host started with other variables (Claude Desktop does not read the shell's) opens another file.
+        detail = f"{database.detail}; {db_origin} (a host without the same MCP_OLLAMA_DB uses another file)"
+        database = Check(database.name, database.ok, detail)
+    checks.append(database)
     return checks
 
 
@@ -95,7 +100,21 @@ def _pulled(model: str, names: list[str]) -> bool:
     return model in names or (":" not in model and f"{model}:latest" in names)
 
 
-def _check_database(db_path: str) -> Check:
+def _check_database(settings: Settings) -> Check:
+    db_path = settings.db_path
+    if uses_postgres(settings):
+        try:
+            from ..store.postgres import inspect_postgres
+        except ImportError as exc:
+            return Check(
+                "database",
+                False,
+                f"PostgreSQL support is not installed ({exc}). "
+                "Fix: pip install 'mcp-server-ollama[postgres]'",
+            )
+        password = settings.db_password.reveal() if settings.db_password is not None else None
+        ok, detail = inspect_postgres(db_path, password, db_path)  # changes nothing
+        return Check("database", ok, detail)
     if db_path == ":memory:":
         return Check("database", True, "in memory (:memory:): sessions are not kept across restarts")
     ok, detail = inspect_database(db_path)  # changes nothing on disk

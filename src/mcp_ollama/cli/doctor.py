@@ -10,13 +10,14 @@ import anyio
 from ..config import Settings
 
 
-def doctor(settings: Settings) -> int:
-    """0 when every check passed, 1 otherwise."""
-    return anyio.run(_doctor, settings)
+def doctor(settings: Settings, db_origin: str | None = None) -> int:
+    """0 when every check passed, 1 otherwise. ``db_origin``: what chose the database, in words
+    (``config.database_origin``)."""
+    return anyio.run(_doctor, settings, db_origin)
 
 
-async def _doctor(settings: Settings) -> int:
+async def _doctor(settings: Settings, db_origin: str | None) -> int:
     from .diagnostics import format_report, run_checks
 
-    ok = format_report(await run_checks(settings), print)
+    ok = format_report(await run_checks(settings, db_origin), print)
     return 0 if ok else 1

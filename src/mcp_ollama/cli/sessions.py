@@ -14,7 +14,7 @@ from ..config import Settings
 from ..core.text import clean_text
 from ..core.transcripts import transcript_json, transcript_markdown
 from ..errors import McpOllamaError, SessionNotFound
-from ..store import ChatStore, SessionInfo, validate_session_id
+from ..store import SessionInfo, Store, open_store, uses_postgres, validate_session_id
 
 
 def sessions(
@@ -29,12 +29,16 @@ def sessions(
     try:
         if session_id is not None:
             validate_session_id(session_id)
-        if settings.db_path != ":memory:" and not Path(settings.db_path).exists():
+        if (
+            not uses_postgres(settings)
+            and settings.db_path != ":memory:"
+            and not Path(settings.db_path).exists()
+        ):
             if action == "list":
                 print(f"mcp-ollama: no sessions yet ({settings.db_path} does not exist).", file=sys.stderr)
                 return 0
             raise SessionNotFound(str(session_id))
-        with ChatStore.open(settings.db_path) as store:
+        with open_store(settings) as store:
             if action == "list":
                 return _list(store, limit)
             assert session_id is not None
@@ -59,12 +63,14 @@ def sessions(
     return 0
 
 
-def _list(store: ChatStore, limit: int) -> int:
+def _list(store: Store, limit: int) -> int:
     found, more = store.list_sessions(limit=max(limit, 1))
     if not found:
         print("mcp-ollama: no sessions yet.", file=sys.stderr)
+    id_width = max((len(info.id) for info in found), default=0)
+    model_width = max((len(clean_text(info.model)) for info in found), default=0)
     for info in found:
-        print(_line(info))
+        print(_line(info, id_width, model_width))
     if more is not None:
         print(
             f"mcp-ollama: more sessions than shown; see them with --limit N (now {limit}).", file=sys.stderr
@@ -72,10 +78,12 @@ def _list(store: ChatStore, limit: int) -> int:
     return 0
 
 
-def _line(info: SessionInfo) -> str:
+def _line(info: SessionInfo, id_width: int, model_width: int) -> str:
+    """One session: its columns padded to the page's widest id and model, so they line up."""
     turns = f"{info.turn_count} turn" + ("" if info.turn_count == 1 else "s")
     title = clean_text(info.title) or "(no title)"
-    return f"{info.id}  {_local(info.updated_at)}  {turns:>9}  {info.model}  {title}"
+    model = clean_text(info.model)
+    return f"{info.id:<{id_width}}  {_local(info.updated_at)}  {turns:>10}  {model:<{model_width}}  {title}"
 
 
 def _local(moment: datetime) -> str:

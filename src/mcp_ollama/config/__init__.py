@@ -4,7 +4,7 @@ are read from flags and the environment (``load``), and Ollama's addresses (``ho
 
 from ..errors import SettingsError
 from .hosts import Secret, parse_ollama_host
-from .load import load_settings
+from .load import database_origin, load_settings
 from .settings import DEFAULT_MODEL, Settings, default_db_path
 from .spec import SETTINGS_SPEC, SettingSpec
 
@@ -15,6 +15,7 @@ __all__ = [
     "SettingSpec",
     "Settings",
     "SettingsError",
+    "database_origin",
     "default_db_path",
     "load_settings",
     "parse_ollama_host",

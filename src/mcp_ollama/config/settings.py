@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .hosts import DEFAULT_OLLAMA_URL, OllamaHost, Secret
 
 DEFAULT_MODEL = "llama3:8b"
+DEFAULT_EMBED_MODEL = "nomic-embed-text"
 DEFAULT_CONTEXT_TOKENS = 4096
 """Ollama's own default context window when a request sets no ``num_ctx``."""
 
@@ -35,12 +37,17 @@ class Settings:
     carries a user and password, since a request has one ``Authorization`` header. Never shown."""
     model: str = DEFAULT_MODEL
     """Model used when a ``chat`` call names none."""
+    embed_model: str = DEFAULT_EMBED_MODEL
+    """Model used when an ``embed`` call names none."""
     system_prompt: str | None = None
     """Replacement for the built-in system prompt text; ``None`` keeps the default."""
     history_turns: int = 8
     """How many earlier turns (user + assistant pairs) are sent with each message."""
     db_path: str = field(default_factory=lambda: str(default_db_path()))
-    """SQLite file holding sessions, or ``:memory:``."""
+    """SQLite file holding sessions, or ``:memory:``; or a ``postgresql://`` URL (shared by replicas),
+    without its password: safe to show."""
+    db_password: Secret | None = field(default=None, repr=False)
+    """The password a ``postgresql://`` URL carried, kept apart from ``db_path``; never shown."""
     connect_timeout: float = 5.0
     """Seconds to wait for Ollama to accept a connection."""
     generation_timeout: float = 300.0
@@ -76,6 +83,42 @@ class Settings:
     """Port ``serve --http`` listens on."""
     tokens_file: str | None = None
     """Bearer tokens (names and hashes) ``serve --http`` accepts; ``None``: no auth, loopback only."""
+    http_token: Secret | None = field(default=None, repr=False)
+    """The operator's bearer token for ``serve --http`` (principal ``local``); ``None``: one is
+    generated at each start. Never shown."""
+    http_header_timeout: float = 10.0
+    """Seconds a new HTTP request may take to send its headers (slow-loris clients are cut off)."""
+    http_body_timeout: float = 30.0
+    """Seconds an HTTP request may take to send its body once its headers are in."""
+    http_keep_alive: float = 5.0
+    """Seconds an idle kept-alive HTTP connection stays open."""
+    http_max_connections: int = 512
+    """Open HTTP connections at most; past it a new one is answered 503 and closed."""
+    http_max_connections_per_address: int = 64
+    """Open HTTP connections from one client address at most; past it 503."""
+    http_max_body_bytes: int = 4 * 1024 * 1024
+    """Largest HTTP request body accepted, in bytes."""
+    max_parallel_models: tuple[tuple[str, int], ...] = ()
+    """Slots per Ollama server for the models named (``--max-parallel N,model=M``), where they
+    differ from ``max_parallel``."""
+    first_token_timeout: float = 120.0
+    """Seconds a chat waits for its first token, the model in memory, before it tries another server
+    that has the model; 0: as long as ``generation_timeout`` allows."""
+    max_queued_per_user: int = 16
+    """Chats one principal may have waiting for a slot at once; more are refused."""
+    max_streams_per_user: int = 16
+    """``subscriptions/listen`` streams one principal may hold open at once; more are refused."""
+    max_tasks_per_user: int = 32
+    """MCP tasks one principal may have running at once; more are refused."""
+    image_dirs: tuple[str, ...] = field(default_factory=lambda: (os.path.expanduser("~"),))
+    """Directories ``chat`` may read image files from, over stdio only (symlinks resolved; never
+    /proc, /sys or /dev). Default: the user's home directory; empty: none."""
+    max_call_image_bytes: int = 32 * 1024 * 1024
+    """Most image bytes (decoded) one ``chat`` call may carry, all its images together."""
+    max_inflight_image_bytes: int = 64 * 1024 * 1024
+    """Most image bytes (decoded) one principal's chats may hold until their requests to Ollama end."""
+    remote: bool = False
+    """Served over the network (``serve --http`` sets it; no flag): image file paths are never read."""
 
     @property
     def ollama_auth(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .settings import DEFAULT_MODEL
+from .settings import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,13 @@ SETTINGS_SPEC: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("model", "--model", "MCP_OLLAMA_MODEL", f"Default model. Default {DEFAULT_MODEL}.", "NAME"),
     SettingSpec(
+        "embed_model",
+        "--embed-model",
+        "MCP_OLLAMA_EMBED_MODEL",
+        f"Model the embed tool uses when a call names none. Default {DEFAULT_EMBED_MODEL}.",
+        "NAME",
+    ),
+    SettingSpec(
         "system_prompt",
         "--system-prompt",
         "MCP_OLLAMA_SYSTEM_PROMPT",
@@ -75,8 +82,11 @@ SETTINGS_SPEC: tuple[SettingSpec, ...] = (
         "db_path",
         "--db",
         "MCP_OLLAMA_DB",
-        "SQLite file for sessions, or :memory:. Default: sessions.sqlite3 in the user data directory.",
-        "PATH",
+        "SQLite file for sessions, or :memory:. Default: sessions.sqlite3 in the user data directory. "
+        "A postgresql:// URL uses that PostgreSQL database instead, which several server replicas may "
+        "share (install mcp-server-ollama[postgres]); its password is never shown: prefer PGPASSWORD or "
+        "~/.pgpass, since other users can see flags in ps.",
+        "PATH|URL",
     ),
     SettingSpec(
         "connect_timeout",
@@ -119,8 +129,27 @@ SETTINGS_SPEC: tuple[SettingSpec, ...] = (
         "max_parallel",
         "--max-parallel",
         "MCP_OLLAMA_MAX_PARALLEL",
-        "Chats in flight per Ollama server at once; more wait for a free slot, and say so. Match it to "
-        "the server's OLLAMA_NUM_PARALLEL. Default 1 (Ollama's own default).",
+        "Chats in flight per Ollama server and model at once (Ollama runs OLLAMA_NUM_PARALLEL per "
+        "loaded model); more wait for a free slot, served round-robin across users, and say so. "
+        "N for every model, or N,model=M,... to give some models their own count. Default 1 "
+        "(Ollama's own default).",
+        "N[,MODEL=M...]",
+    ),
+    SettingSpec(
+        "first_token_timeout",
+        "--first-token-timeout",
+        "MCP_OLLAMA_FIRST_TOKEN_TIMEOUT",
+        "Seconds a chat waits for its first token, with the model in memory, before it tries another "
+        "Ollama server that has the model (a model still loading is waited for up to "
+        "--generation-timeout). 0 turns it off. Default 120.",
+        "SECONDS",
+    ),
+    SettingSpec(
+        "max_queued_per_user",
+        "--max-queued-per-user",
+        "MCP_OLLAMA_MAX_QUEUED_PER_USER",
+        "Chats one user (token) may have waiting for a free slot at once; more are refused until one "
+        "finishes. Default 16.",
         "N",
     ),
     SettingSpec(
@@ -200,5 +229,101 @@ SETTINGS_SPEC: tuple[SettingSpec, ...] = (
         "mcp-ollama tokens add NAME. Without it, serve --http asks for no token and listens on loopback "
         "only.",
         "PATH",
+    ),
+    SettingSpec(
+        "http_token",
+        None,
+        "MCP_OLLAMA_HTTP_TOKEN",
+        "The operator's bearer token for serve --http (16 characters or more); it acts as the local "
+        "user, like stdio. Without it, serve --http makes a new token at each start and prints it on "
+        "stderr. Environment only, since other users can see flags in ps; never shown or logged.",
+        "TOKEN",
+    ),
+    SettingSpec(
+        "http_header_timeout",
+        None,
+        "MCP_OLLAMA_HTTP_HEADER_TIMEOUT",
+        "Seconds serve --http gives a new request to send its headers before it closes the connection "
+        "(slow or stalled clients). Default 10.",
+        "SECONDS",
+    ),
+    SettingSpec(
+        "http_body_timeout",
+        None,
+        "MCP_OLLAMA_HTTP_BODY_TIMEOUT",
+        "Seconds serve --http gives a request to send its body once its headers are in. Default 30.",
+        "SECONDS",
+    ),
+    SettingSpec(
+        "http_keep_alive",
+        None,
+        "MCP_OLLAMA_HTTP_KEEP_ALIVE",
+        "Seconds serve --http keeps an idle connection open between requests. Default 5.",
+        "SECONDS",
+    ),
+    SettingSpec(
+        "http_max_connections",
+        None,
+        "MCP_OLLAMA_HTTP_MAX_CONNECTIONS",
+        "Open connections serve --http keeps at most; more are answered 503 at once. Lowered to fit "
+        "the open-file limit. Default 512.",
+        "N",
+    ),
+    SettingSpec(
+        "http_max_connections_per_address",
+        None,
+        "MCP_OLLAMA_HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+        "Open connections serve --http keeps from one client address at most; more are answered 503. "
+        "Behind a reverse proxy every client has the proxy's address: raise it. Default 64.",
+        "N",
+    ),
+    SettingSpec(
+        "http_max_body_bytes",
+        None,
+        "MCP_OLLAMA_HTTP_MAX_BODY_BYTES",
+        "Largest request body serve --http accepts, in bytes (POST /chat keeps its own 1 MiB). "
+        "Default 4194304 (4 MiB).",
+        "BYTES",
+    ),
+    SettingSpec(
+        "max_streams_per_user",
+        "--max-streams-per-user",
+        "MCP_OLLAMA_MAX_STREAMS_PER_USER",
+        "Change-notification streams (subscriptions/listen) one user (token) may hold open at once; "
+        "more are refused. Default 16.",
+        "N",
+    ),
+    SettingSpec(
+        "max_tasks_per_user",
+        "--max-tasks-per-user",
+        "MCP_OLLAMA_MAX_TASKS_PER_USER",
+        "MCP tasks one user (token) may have running at once; more are refused until one ends. Default 32.",
+        "N",
+    ),
+    SettingSpec(
+        "image_dirs",
+        "--image-dirs",
+        "MCP_OLLAMA_IMAGE_DIRS",
+        "Directories chat may read image files from when a path is given (over stdio only; serve "
+        "--http never reads paths), separated by the platform's path separator (: or ;). Symlinks "
+        "are resolved first, and /proc, /sys and /dev are never read. Default: your home directory; "
+        "an empty --image-dirs allows none.",
+        "DIRS",
+    ),
+    SettingSpec(
+        "max_call_image_bytes",
+        "--max-call-image-bytes",
+        "MCP_OLLAMA_MAX_CALL_IMAGE_BYTES",
+        "Most image bytes (decoded) one chat call may carry, all its images together. "
+        "Default 33554432 (32 MiB).",
+        "BYTES",
+    ),
+    SettingSpec(
+        "max_inflight_image_bytes",
+        "--max-inflight-image-bytes",
+        "MCP_OLLAMA_MAX_INFLIGHT_IMAGE_BYTES",
+        "Most image bytes (decoded) one user's chats may hold at once until their requests to Ollama "
+        "end; more are refused. Default 67108864 (64 MiB).",
+        "BYTES",
     ),
 )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import uuid
-from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -22,10 +21,10 @@ import anyio.to_thread
 
 from ..backend.models import ChatMessage, ChatRequest, GenerationOptions, ModelShow, Think
 from ..config import Settings
-from ..errors import InputError, InputTooLarge, ModelCannot, ModelNotFound, StoreError
+from ..errors import InputError, InputTooLarge, McpOllamaError, ModelCannot, ModelNotFound, StoreError
 from ..store import (
     LOCAL,
-    ChatStore,
+    Store,
     StoredMessage,
     new_session_id,
     session_key,
@@ -33,7 +32,7 @@ from ..store import (
 )
 from .answer import AnswerLimits, stream_answer
 from .budget import IMAGE_TOKENS, Calibration, answer_reserve, estimate_tokens, fit_history
-from .images import Image
+from .images import ImageBatch
 from .locks import SessionLocks
 from .ports import ModelBackend, ModelDetails
 from .prompts import render_system_prompt
@@ -52,7 +51,7 @@ def _ms(nanoseconds: int | None) -> float | None:
 class ChatService:
     """Runs chat turns against one model backend and one session store."""
 
-    def __init__(self, settings: Settings, backend: ModelBackend, store: ChatStore) -> None:
+    def __init__(self, settings: Settings, backend: ModelBackend, store: Store) -> None:
         """``backend``: where every chat goes (``backend.pool.OllamaPool``; one server is a pool of one)."""
         self._settings = settings
         self.backend = backend
@@ -77,7 +76,7 @@ class ChatService:
         options: GenerationOptions | None = None,
         think: Think | None = None,
         format: Format | None = None,
-        images: Sequence[Image] = (),
+        images: ImageBatch | None = None,
         include_thinking: bool = False,
         principal: str = LOCAL,
     ) -> TurnPlan:
@@ -110,7 +109,7 @@ class ChatService:
             fresh=session_id is None,
             think=think,
             format=format,
-            images=tuple(images),
+            images=images if images is not None else ImageBatch(),
             include_thinking=include_thinking,
             principal=principal,
         )
@@ -134,7 +133,20 @@ class ChatService:
         Raises ``InputError`` subclasses when the message does not fit the context and
         ``BackendError`` subclasses when Ollama fails; in both cases, and on cancellation,
         the store is left untouched.
+
+        The turn's image data goes into the request to Ollama and nowhere else; when the turn
+        ends its bytes are uncounted (``ImageBatch.release``). An error raised keeps none of the
+        turn's frames: a job keeps its error, and they would keep the request alive with it.
         """
+        try:
+            return await self._run(plan, observer)
+        except McpOllamaError as exc:
+            _drop_frames(exc)
+            raise
+        finally:
+            plan.images.release()
+
+    async def _run(self, plan: TurnPlan, observer: TurnObserver) -> TurnOutcome:
         sid, who = plan.session_id, plan.principal
         lock = session_key(sid, who)
         if self._locks.busy(lock):
@@ -218,14 +230,14 @@ class ChatService:
             extra=image_tokens,
             window=f"{model}'s context window of {window:,} tokens",
         )
-        if plan.images:
-            user = user.model_copy(update={"images": [image.base64 for image in plan.images]})
+        if plan.images:  # from here on the request holds the images, and the plan their notes only
+            user = user.model_copy(update={"images": plan.images.take()})
         request = ChatRequest(
             model=model,
             messages=[system, *history, user],
             stream=True,
             options=_with_ctx(options, window),
-            keep_alive=self._settings.keep_alive,
+            keep_alive=self._settings.keep_alive if plan.keep_alive is None else plan.keep_alive,
             think=think,
             format=plan.format,
         )
@@ -239,6 +251,8 @@ class ChatService:
             if self.backend.several:
                 raise  # the pool's names every server's models already
             raise await catalog.not_found(model) from exc
+        del request, user  # and the images with them: nothing of them outlives the request
+        plan.images.release()  # no longer in flight, before anyone hears the answer
         if not plan.images:  # an image's cost is a guess: only text calibrates
             self.calibration.learn(model, estimated, final.prompt_eval_count, window)
         data = None
@@ -260,7 +274,7 @@ class ChatService:
             store_error=store_error,
             thinking=thinking,
             data=data,
-            images=tuple(image.note for image in plan.images),
+            images=plan.images.notes,
             num_ctx=window,
         )
         meta = {
@@ -286,6 +300,7 @@ class ChatService:
                     thinking=thinking,
                     images=unsaved.images,
                     principal=plan.principal,
+                    asked_at=plan.asked_at,
                 )
             except StoreError as exc:  # the answer is the user's all the same: return it, unsaved
                 return replace(unsaved, store_error=str(exc))
@@ -331,6 +346,19 @@ class ChatService:
         if plan.think is False and "thinking" not in capabilities:
             return None  # nothing to turn off; Ollama refuses 'think' for such a model
         return plan.think
+
+
+def _drop_frames(exc: BaseException) -> None:
+    """Forget the tracebacks of ``exc`` and of the exceptions behind it (not their messages)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        found = todo.pop()
+        if found is None or id(found) in seen:
+            continue
+        seen.add(id(found))
+        found.__traceback__ = None
+        todo += [found.__cause__, found.__context__]
 
 
 def _require_unicode(name: str, value: str) -> None:

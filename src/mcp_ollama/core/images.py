@@ -1,9 +1,18 @@
-"""Images for vision models: read from base64, a ``data:`` URI or an absolute path, and checked.
+"""Images for vision models: inline (base64 or a ``data:`` URL), or a file where the caller owns the disk.
 
-Each image must be a PNG, JPEG, GIF or WebP (by its first bytes, not its name) no larger than
-the configured limit. A path that is not such an image gets the same answer whether the file
-is missing, unreadable, a directory, a device or simply something else: the error says nothing
-about the file. Only notes of an image (type, size, sha256) are ever stored.
+Inline images are refused with a sentence saying what is wrong with them (not base64, not a
+PNG, JPEG, GIF or WebP, too large). A file path is read only by a server on the caller's own
+machine (stdio: ``Settings.remote`` is false and the caller is ``local``), only inside
+``Settings.image_dirs`` once every symlink is resolved, never under /proc, /sys or /dev, and
+only a regular file that starts like an image. Every path refused, whatever the reason (and
+over HTTP every path is), gets ``path_refused``'s sentence word for word, so that no answer
+tells one file from another.
+
+``read_images`` returns an ``ImageBatch``: the images' notes (type, size, sha256) for good, their
+data until ``ImageBatch.take`` hands it to the request for Ollama. The image bytes of one call
+are capped (``max_call_image_bytes``), and so are those one principal has in flight across its
+calls (``max_inflight_image_bytes``, counted by ``InFlight``) until the batch is released.
+Only notes of an image are ever stored.
 """
 
 from __future__ import annotations
@@ -14,11 +23,14 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..config import Settings
 from ..errors import InputError, InputTooLarge
-from ..store import ImageNote
+from ..store import LOCAL, ImageNote
 
 MAX_IMAGES = 16
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -29,6 +41,35 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 _BASE64 = re.compile(r"[A-Za-z0-9+/\s]+={0,2}\s*")
 _KINDS = "PNG, JPEG, GIF or WebP"
+SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
+"""Never read, whatever ``image_dirs`` says: kernel and device files, and magic links to anything."""
+
+
+def path_refused(index: int) -> str:
+    """The one sentence for every image path not read, whatever the reason."""
+    return (
+        f"images[{index}] could not be used: pass images inline, as base64 or a data: URL (file paths "
+        "are read only by a server on your own machine over stdio, and only absolute paths to "
+        f"{_KINDS} files within the size limit in the directories it allows: --image-dirs / "
+        "MCP_OLLAMA_IMAGE_DIRS)."
+    )
+
+
+def call_cap_refused(limit: int) -> str:
+    """The sentence for a call whose images together are over ``max_call_image_bytes``."""
+    return (
+        f"The images of this call come to more than the {limit:,}-byte limit for one call "
+        "(--max-call-image-bytes / MCP_OLLAMA_MAX_CALL_IMAGE_BYTES): send fewer or smaller images."
+    )
+
+
+def in_flight_refused(limit: int) -> str:
+    """The sentence for a call that would take its principal over ``max_inflight_image_bytes``."""
+    return (
+        f"With these images your chats not yet answered would hold more than the {limit:,}-byte "
+        "limit of images in flight (--max-inflight-image-bytes / MCP_OLLAMA_MAX_INFLIGHT_IMAGE_BYTES): "
+        "send fewer or smaller images, or wait for those answers."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +78,142 @@ class Image:
 
     base64: str
     note: ImageNote
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRules:
+    """What one call may send: the caps, and where files may be read from (nowhere: ``()``)."""
+
+    max_image_bytes: int
+    max_call_bytes: int
+    max_inflight_bytes: int
+    dirs: tuple[str, ...] = ()
+
+    @classmethod
+    def for_call(cls, settings: Settings, principal: str) -> ImageRules:
+        """The rules for ``principal``'s call: files only over stdio, for the local user."""
+        local = not settings.remote and principal == LOCAL
+        return cls(
+            max_image_bytes=settings.max_image_bytes,
+            max_call_bytes=settings.max_call_image_bytes,
+            max_inflight_bytes=settings.max_inflight_image_bytes,
+            dirs=settings.image_dirs if local else (),
+        )
+
+
+class InFlight:
+    """Image bytes each principal has in calls whose request to Ollama is not finished; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}
+
+    def held(self, principal: str) -> int:
+        with self._lock:
+            return self._held.get(principal, 0)
+
+    def reserve(self, principal: str, size: int, limit: int) -> bool:
+        """Count ``size`` more bytes for ``principal``; False (nothing counted) past ``limit``."""
+        with self._lock:
+            held = self._held.get(principal, 0)
+            if held + size > limit:
+                return False
+            self._held[principal] = held + size
+            return True
+
+    def release(self, principal: str, size: int) -> None:
+        with self._lock:
+            left = self._held.get(principal, 0) - size
+            if left > 0:
+                self._held[principal] = left
+            else:
+                self._held.pop(principal, None)
+
+
+_in_flight: weakref.WeakKeyDictionary[object, InFlight] = weakref.WeakKeyDictionary()
+
+
+def in_flight_for(owner: object) -> InFlight:
+    """The one ``InFlight`` of ``owner`` (a server's ``ChatService``), made on first use."""
+    found = _in_flight.get(owner)
+    if found is None:
+        found = _in_flight[owner] = InFlight()
+    return found
+
+
+class ImageBatch:
+    """The checked images of one call: their notes for good, their data until it is taken or released.
+
+    ``take`` hands the base64 to the request for Ollama and keeps nothing of it; ``release`` (once
+    that request is finished, or the turn ended without one) gives the bytes back to the
+    principal's in-flight count. A batch that is dropped unreleased releases itself.
+    """
+
+    __slots__ = ("__weakref__", "_data", "_release", "notes")
+
+    def __init__(self, images: Sequence[Image] = (), release: Callable[[], None] | None = None) -> None:
+        self.notes: tuple[ImageNote, ...] = tuple(image.note for image in images)
+        self._data: list[str] | None = [image.base64 for image in images]
+        self._release = weakref.finalize(self, release) if release is not None else None
+
+    def __len__(self) -> int:
+        return len(self.notes)
+
+    def __bool__(self) -> bool:
+        return bool(self.notes)
+
+    def __repr__(self) -> str:
+        held = "sent or released" if self._data is None else "held"
+        return f"ImageBatch({len(self.notes)} images, {sum(n.size for n in self.notes):,} bytes, {held})"
+
+    def take(self) -> list[str]:
+        """The images as base64, once: from now on the batch holds their notes only."""
+        data, self._data = self._data, None
+        if data is None and self.notes:
+            raise RuntimeError("the images of this turn were already sent or released")
+        return data or []
+
+    def release(self) -> None:
+        """Forget the data if still held and uncount its bytes; later calls do nothing."""
+        self._data = None
+        if self._release is not None:
+            self._release()
+
+
+class _Count:
+    """The bytes one call has counted: against its own cap and its principal's in-flight cap."""
+
+    def __init__(self, rules: ImageRules, in_flight: InFlight, principal: str) -> None:
+        self._rules = rules
+        self._in_flight = in_flight
+        self._principal = principal
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def add(self, size: int) -> None:
+        """Count ``size`` more bytes, or raise ``InputTooLarge`` (nothing counted) past a cap."""
+        with self._lock:
+            if self.total + size > self._rules.max_call_bytes:
+                raise InputTooLarge(call_cap_refused(self._rules.max_call_bytes))
+            if not self._in_flight.reserve(self._principal, size, self._rules.max_inflight_bytes):
+                raise InputTooLarge(in_flight_refused(self._rules.max_inflight_bytes))
+            self.total += size
+
+    def correct(self, counted: int, actual: int) -> None:
+        """``counted`` bytes were an estimate: count ``actual`` instead."""
+        if actual > counted:
+            self.add(actual - counted)
+        elif actual < counted:
+            self.remove(counted - actual)
+
+    def remove(self, size: int) -> None:
+        with self._lock:
+            size = min(size, self.total)
+            self.total -= size
+            self._in_flight.release(self._principal, size)
+
+    def release(self) -> None:
+        self.remove(self.total)
 
 
 def sniff(data: bytes) -> str | None:
@@ -49,109 +226,186 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def read_images(items: Sequence[str], max_bytes: int) -> tuple[Image, ...]:
-    """Check and read each item (blocking: reads files; call it from a worker thread).
+def read_images(
+    items: Sequence[str],
+    rules: ImageRules,
+    *,
+    in_flight: InFlight | None = None,
+    principal: str = LOCAL,
+) -> ImageBatch:
+    """Check, count and read each item (blocking: may read files; call it from a worker thread).
 
-    Raises ``InputError`` naming the item (``images[2]``) and what is wrong with it.
+    Raises ``InputError`` naming the item (``images[2]``) and what is wrong with it, or
+    ``InputTooLarge`` past a cap; nothing stays counted then.
     """
     if len(items) > MAX_IMAGES:
         raise InputError(f"{len(items)} images were given; at most {MAX_IMAGES} go with one message.")
-    return tuple(_read_one(f"images[{index}]", item, max_bytes) for index, item in enumerate(items))
+    count = _Count(rules, in_flight if in_flight is not None else InFlight(), principal)
+    try:
+        images = [_read_one(index, item, rules, count) for index, item in enumerate(items)]
+    except BaseException:
+        count.release()
+        raise
+    return ImageBatch(images, count.release)
 
 
-def _read_one(name: str, item: str, max_bytes: int) -> Image:
+def _read_one(index: int, item: str, rules: ImageRules, count: _Count) -> Image:
+    name = f"images[{index}]"
     if not isinstance(item, str) or not item.strip():
-        raise InputError(f"{name} is empty: give base64 image data, a data: URI or an absolute file path.")
+        raise InputError(f"{name} is empty: pass the image inline, as base64 or a data: URL.")
     text = item.strip()
-    data: bytes | None = None
+    max_bytes = rules.max_image_bytes
+    encoded: str | None = None
     if text.startswith("data:"):
-        data = _from_data_uri(name, text, max_bytes)
+        data, encoded = _from_data_uri(name, text, max_bytes, count)
     else:
-        data = _from_base64(text, max_bytes)  # None: not base64 of an image (a path may look like it)
-        if data is None:
-            if os.path.isabs(text):
-                data = _from_file(name, text, max_bytes)
-            else:
-                raise InputError(
-                    f"{name} is neither base64 image data, a data: URI, nor an absolute file path "
-                    "(relative paths are not accepted: the server's working directory is not yours)."
-                )
+        found = _from_base64(name, text, max_bytes, count)
+        if isinstance(found, tuple):
+            data, encoded = found
+        elif found == "base64" and not os.path.isabs(text):
+            raise InputError(f"{name} is base64, but not of a {_KINDS} image.")
+        else:  # a path, or neither base64 nor a data: URL
+            read = _from_file(text, rules, count) if os.path.isabs(text) else None
+            if read is None:
+                raise InputError(path_refused(index))
+            data = read
     mime = sniff(data)
     if mime is None:
         raise InputError(f"{name} is not a {_KINDS} image.")
-    _check_size(name, len(data), max_bytes)
     note = ImageNote(mime=mime, size=len(data), sha256=hashlib.sha256(data).hexdigest())
-    return Image(base64=base64.b64encode(data).decode("ascii"), note=note)
+    return Image(base64=encoded or base64.b64encode(data).decode("ascii"), note=note)
 
 
-def _check_size(name: str, size: int, max_bytes: int) -> None:
-    if size > max_bytes:
-        raise InputTooLarge(
-            f"{name} is larger than the {max_bytes:,}-byte limit for an image (MCP_OLLAMA_MAX_IMAGE_BYTES). "
-            "Send a smaller or more compressed image."
-        )
+def _too_large(name: str, max_bytes: int) -> InputTooLarge:
+    return InputTooLarge(
+        f"{name} is larger than the {max_bytes:,}-byte limit for an image (MCP_OLLAMA_MAX_IMAGE_BYTES). "
+        "Send a smaller or more compressed image."
+    )
 
 
-def _decode(text: str) -> bytes | None:
+def _inline(name: str, payload: str, max_bytes: int, count: _Count) -> tuple[bytes, str | None] | None:
+    """``payload`` decoded, and as it can be sent on (None: to be encoded anew); None if no base64.
+
+    Counted first at its largest size, so that nothing far too large is decoded. The caller's own
+    text is sent on when it is plain base64 as Ollama (Go) reads it: whole quanta, padding at the
+    end only. It needs no copy then (``split`` and ``join`` return a string without whitespace).
+    """
+    estimate = len(payload) // 4 * 3  # whitespace included: at least the decoded size
+    if estimate > max_bytes + 3:
+        raise _too_large(name, max_bytes)
+    count.add(estimate)
+    clean = "".join(payload.split())
     try:
-        return base64.b64decode("".join(text.split()), validate=True)
+        data = base64.b64decode(clean, validate=True)
     except (binascii.Error, ValueError):
+        count.remove(estimate)
         return None
+    count.correct(estimate, len(data))
+    if len(data) > max_bytes:
+        count.remove(len(data))
+        raise _too_large(name, max_bytes)
+    plain = len(clean) % 4 == 0 and "=" not in clean[:-2]
+    return data, clean if plain else None
 
 
-def _from_base64(text: str, max_bytes: int) -> bytes | None:
+def _from_base64(
+    name: str, text: str, max_bytes: int, count: _Count
+) -> tuple[bytes, str | None] | str | None:
+    """The image (as ``_inline``); ``"base64"`` for base64 of something else; None for no base64 at all."""
     if _BASE64.fullmatch(text) is None:
         return None
-    # Four characters carry three bytes: refuse before decoding anything far too large.
-    if len(text) // 4 * 3 > max_bytes + 3:
-        raise InputTooLarge(
-            f"An image is larger than the {max_bytes:,}-byte limit (MCP_OLLAMA_MAX_IMAGE_BYTES). "
-            "Send a smaller or more compressed image."
-        )
-    data = _decode(text)
-    if data is None or sniff(data) is None:
+    found = _inline(name, text, max_bytes, count)
+    if found is None:
         return None
-    return data
+    if sniff(found[0]) is None:
+        count.remove(len(found[0]))
+        return "base64"
+    return found
 
 
-def _from_data_uri(name: str, text: str, max_bytes: int) -> bytes:
+def _from_data_uri(name: str, text: str, max_bytes: int, count: _Count) -> tuple[bytes, str | None]:
     header, comma, payload = text.partition(",")
     if not comma or not header.endswith(";base64"):
-        raise InputError(f"{name} is a data: URI without base64 data: use data:image/png;base64,....")
-    if len(payload) // 4 * 3 > max_bytes + 3:
-        _check_size(name, len(payload) // 4 * 3, max_bytes)
-    data = _decode(payload)
-    if data is None:
-        raise InputError(f"{name} is a data: URI whose data is not valid base64.")
-    return data
+        raise InputError(f"{name} is a data: URL without base64 data: use data:image/png;base64,....")
+    found = _inline(name, payload, max_bytes, count)
+    if found is None:
+        raise InputError(f"{name} is a data: URL whose data is not valid base64.")
+    return found
 
 
-def _from_file(name: str, path: str, max_bytes: int) -> bytes:
-    """The file's bytes if it is a regular file that starts like an image; else one neutral error."""
-    unreadable = InputError(f"{name}: {path} is not a readable {_KINDS} image file.")
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _allowed(path: str, dirs: Sequence[str]) -> bool:
+    """Whether a resolved ``path`` is in one of the resolved ``dirs`` and under no system root."""
+    if os.name == "posix" and any(_under(path, root) for root in SYSTEM_ROOTS):
+        return False
+    return any(_under(path, root) for root in dirs)
+
+
+def _from_file(path: str, rules: ImageRules, count: _Count) -> bytes | None:
+    """The file's bytes if it may be read and is an image within the limit; else None, whatever the reason.
+
+    Symlinks are resolved before the check, the resolved path is opened without following a last
+    symlink (one swapped in meanwhile), and where the system says which file was opened, that is
+    checked again.
+    """
+    if not rules.dirs or not os.path.isabs(path):
+        return None
+    if os.name == "posix" and any(_under(os.path.normpath(path), root) for root in SYSTEM_ROOTS):
+        return None
+    try:
+        dirs = [os.path.realpath(d) for d in rules.dirs]
+        real = os.path.realpath(path)
+    except (OSError, ValueError):  # a NUL in the path, a symlink loop on some systems
+        return None
+    if not _allowed(real, dirs):
+        return None
     # Non-blocking, so that a FIFO cannot hang the server; a regular file reads the same.
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(real, flags)
     except (OSError, ValueError):
-        raise unreadable from None
+        return None
+    counted = 0
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise unreadable
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > rules.max_image_bytes:
+            return None
+        opened = _opened_path(fd)
+        if opened is not None and not _allowed(opened, dirs):
+            return None
         head = os.read(fd, 16)
         if sniff(head) is None:
-            raise unreadable
+            return None
+        count.add(info.st_size)
+        counted = info.st_size
         chunks = [head]
         size = len(head)
-        while size <= max_bytes:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+        while size <= rules.max_image_bytes:
+            chunk = os.read(fd, min(1 << 20, rules.max_image_bytes + 1 - size))
             if not chunk:
                 break
             chunks.append(chunk)
             size += len(chunk)
+        if size > rules.max_image_bytes:
+            return None
+        count.correct(counted, size)
+        counted = 0
+        return b"".join(chunks)
     except OSError:
-        raise unreadable from None
+        return None
     finally:
         os.close(fd)
-    _check_size(name, size, max_bytes)
-    return b"".join(chunks)
+        if counted:
+            count.remove(counted)
+
+
+def _opened_path(fd: int) -> str | None:
+    """The path of the file open as ``fd``, where the system says (Linux); else None."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None

@@ -29,7 +29,7 @@ from .job import Job, JobState
 from .turns import LEASE_RENEW_INTERVAL, LEASE_SECONDS, TurnPlan
 
 if TYPE_CHECKING:
-    from ..store import ChatStore, JobRecord
+    from ..store import JobRecord, Store
     from .chat import ChatService
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Jobs:
     def __init__(
         self,
         chat: ChatService,
-        store: ChatStore,
+        store: Store,
         *,
         probe: Probe | None = None,
         on_finished: Finished | None = None,
@@ -115,6 +115,14 @@ class Jobs:
     def latest(self, session_id: str, principal: str = LOCAL) -> Job | None:
         jobs = self.in_session(session_id, principal)
         return jobs[-1] if jobs else None
+
+    def newest(self, principal: str = LOCAL) -> Job | None:
+        """``principal``'s most recently started chat job still known to this process, in any session."""
+        return max(
+            (job for job in self._jobs.values() if job.plan.principal == principal and job.requester is None),
+            key=lambda job: job.created_at,
+            default=None,
+        )
 
     def keep(self, job: Job) -> None:
         """Record ``job`` in the store: it outlives the request that started it.

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 
 from ..store import SessionInfo, StoredMessage
-from .text import clean_text
+from .text import clean_text, count
 
 # JSON escapes C0 controls itself; DEL and the C1 controls (U+009B is a one-character CSI to
 # a terminal) pass through raw with ensure_ascii=False, so they are escaped here.
@@ -51,7 +51,7 @@ def transcript_markdown(info: SessionInfo, messages: list[StoredMessage]) -> str
     lines = [
         f"# {info.title or info.id}",
         "",
-        f"Session `{info.id}` with `{info.model}`, {info.turn_count} turns, "
+        f"Session `{info.id}` with `{info.model}`, {count(info.turn_count, 'turn')}, "
         f"started {_iso(info.created_at)}, last active {_iso(info.updated_at)}.",
     ]
     for m in messages:

@@ -5,7 +5,8 @@ and what it produced (``TurnOutcome``). Plain data and protocols; ``chat.ChatSer
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import anyio
@@ -13,7 +14,7 @@ import anyio.to_thread
 
 from ..backend.models import GenerationOptions, Think
 from ..store import LOCAL, ImageNote
-from .images import Image
+from .images import ImageBatch
 from .structured import Format
 
 LEASE_RENEW_INTERVAL = 2.0
@@ -104,12 +105,17 @@ class TurnPlan:
     """Ask a thinking model to think first (or not: False), or how hard ('low'…'high')."""
     format: Format | None = None
     """Hold the answer to JSON: 'json', or a JSON Schema."""
-    images: tuple[Image, ...] = ()
-    """Checked images to send with the message (to a vision model)."""
+    images: ImageBatch = field(default_factory=ImageBatch)
+    """Checked images to send with the message (to a vision model): their data only until the
+    request to Ollama is built (``ImageBatch.take``), their notes for good."""
     include_thinking: bool = False
     """Return the thinking with the answer (it is stored either way)."""
     principal: str = LOCAL
     """Whose turn it is: the session is this principal's (a bearer token's name, or local)."""
+    keep_alive: str | int | None = None
+    """How long Ollama keeps the model loaded after this turn; None: the server's setting."""
+    asked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """When the message was sent: the stored user message's time (the answer's is when it is stored)."""
 
 
 class Unobserved:

@@ -38,26 +38,28 @@ from ..core.chat import ChatService
 from ..core.job import Job
 from ..core.jobs import Jobs
 from ..errors import McpOllamaError, SessionNotFound, StoreError
-from ..store import ChatStore, SessionInfo, validate_session_id
+from ..store import Change, SessionInfo, open_store, unavailable_store, validate_session_id
 from ..transports.stdio import stdio_transport
-from . import chat_tools, resources
+from . import chat_tools, model_tools, resources
 from . import prompts as prompt_handlers
 from .arguments import ArgumentMiddleware
 from .bus import PrincipalBus
 from .compat import ErrorCodeMiddleware, Peers, SpecMiddleware, TaskCapabilityMiddleware
-from .principal import principal
+from .errors import public_text, tool_error
+from .patience import Patience
+from .principal import LOCAL_PRINCIPAL, principal
+from .replicas import relay_changes, tell
 from .results import ModelList, SessionChange, human_size, model_summary
 from .sdk import lowlevel_server, tool_manager
 from .state import (
     AppState,
     app_state,
-    error_result,
     session_uri,
     structured_result,
     tool_annotations,
 )
 from .taskbook import TaskBook
-from .tasks import TASK_TOOLS
+from .tasks import TASK_TOOLS, final_result
 from .tasks_legacy import LegacyTaskCalls
 from .tasks_modern import ChatTasks
 
@@ -81,27 +83,26 @@ INSTRUCTIONS = (
 
 def build_server(settings: Settings) -> MCPServer[AppState]:
     """An ``MCPServer`` wired to Ollama and the session store named in ``settings``."""
-    bus = PrincipalBus()
+    bus = PrincipalBus(settings.max_streams_per_user)
     peers = Peers(bus, principal)
+    patience = Patience()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         try:
-            store = ChatStore.open(settings.db_path)
+            store = open_store(settings)
         except StoreError as exc:
             # Serve anyway: what needs no store works, and what needs it says why it cannot.
             logger.error("%s", exc)
-            store = ChatStore.unavailable(settings.db_path, exc)
+            store = unavailable_store(settings, exc)
         try:
             async with open_pool(settings) as pool:
                 chat = ChatService(settings, pool, store)
 
                 async def announce(job: Job) -> None:
                     """A stored turn changes its session resource (and the list, for a new session)."""
-                    who = job.plan.principal
-                    if job.outcome is not None and job.outcome.new_session:
-                        await peers.resources_changed(who)
-                    await peers.resource_updated(session_uri(job.session_id), who)
+                    new = job.outcome is not None and job.outcome.new_session
+                    await tell(peers, store, Change(job.plan.principal, session_uri(job.session_id), new))
 
                 async with Jobs(
                     chat,
@@ -115,13 +116,16 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                     tasks = TaskBook(
                         store,
                         jobs,
-                        final_result=chat_tools.finished_result,
+                        final_result=final_result,
                         progress_interval=settings.progress_interval,
                         cancel_grace=chat_tools.CANCEL_GRACE_SECONDS,
                     )
                     jobs.spawn(tasks.purge_forever)
+                    jobs.spawn(lambda: relay_changes(peers, store, jobs))  # other replicas' changes
                     chat_tool = Tool.from_function(chat_tools.chat)
-                    yield AppState(settings, pool, store, chat, jobs, peers, tasks, chat_tool)
+                    yield AppState(
+                        settings, pool, store, chat, jobs, peers, tasks, chat_tool, patience=patience
+                    )
         finally:
             store.close()
 
@@ -142,11 +146,13 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         SpecMiddleware(lambda name: tool_manager(server).get_tool(name) is not None, peers)
     )
     lowlevel.middleware.append(ArgumentMiddleware(tool_manager(server).get_tool))
+    lowlevel.middleware.append(patience)  # notes why hosts cancel: a timeout is not a stop
     # tasks, 2025-11-25: advertised, and task-augmented tools/call answered (after SpecMiddleware's
     # unknown-tool check)
     lowlevel.middleware.extend([TaskCapabilityMiddleware(TASK_TOOLS), LegacyTaskCalls()])
 
     _register_tools(server, peers)
+    model_tools.register(server)  # pull_model, running_models, unload_model, embed
     for tool in tool_manager(server).list_tools():
         # The SDK takes a docstring as it is, continuation lines indented; hosts show it verbatim.
         tool.description = inspect.cleandoc(tool.description)
@@ -200,9 +206,10 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         try:
             models, hosts, down = await _pulled_everywhere(state)
         except McpOllamaError as exc:
-            return error_result(exc)
+            return tool_error(exc)
         shown = await _details(state, [m.name for m in models])
-        several = state.pool.several
+        # Which server has which model is the operator's business: addresses only for `local`.
+        several = state.pool.several and principal(ctx) == LOCAL_PRINCIPAL
         result = ModelList(
             models=[
                 model_summary(
@@ -222,7 +229,7 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
             + (f" on {', '.join(m.hosts)}" if m.hosts else "")
             for m in result.models
         ]
-        lines += [f"Ollama at {url} did not answer: {why}" for url, why in down.items()]
+        lines += [public_text(f"Ollama at {url} did not answer: {why}") for url, why in down.items()]
         if not result.models:
             lines.append(f"No models are pulled. Pull one with `ollama pull {state.settings.model}`.")
         return structured_result("\n".join(lines), result)
@@ -315,10 +322,8 @@ async def _change_session(
         sid = validate_session_id(session_id)
         info = await anyio.to_thread.run_sync(change, sid)
     except McpOllamaError as exc:
-        return error_result(exc)
-    if delete:
-        await peers.resources_changed(who)
-    await peers.resource_updated(session_uri(sid), who)
+        return tool_error(exc)
+    await tell(peers, store, Change(who, session_uri(sid), list_changed=delete))
     result = SessionChange(session_id=sid, deleted=delete, cleared_messages=info.message_count)
     verb = "Deleted" if delete else "Cleared"
     return structured_result(f"{verb} session {sid} ({info.message_count} messages).", result)

@@ -9,7 +9,8 @@
   change notifications through their session; 2026-07-28 clients through the
   ``subscriptions/listen`` bus. ``Peers.resource_updated`` and ``Peers.resources_changed``
   feed both paths.
-- ``not_found_code``: -32002 for a missing resource in the handshake era, -32602 from 2026-07-28.
+- ``server.errors.not_found_code``: -32002 for a missing resource in the handshake era (the SDK
+  answers -32602 in every era), -32602 from 2026-07-28.
 - ``ErrorCodeMiddleware``: an exception escaping a handler is -32603 with a sentence (the SDK
   answers code 0).
 - ``TaskCapabilityMiddleware``: 2025-11-25 ``initialize`` advertises ``capabilities.tasks`` and
@@ -40,13 +41,12 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from ..errors import McpOllamaError
+from .errors import protocol_error
 from .sdk import connection as sdk_connection
 from .sdk import request_outbound
 
 logger = logging.getLogger(__name__)
 
-RESOURCE_NOT_FOUND = -32002
-"""The 2025-11-25 spec's code for a resource that does not exist."""
 
 LOG_LEVELS: tuple[LoggingLevel, ...] = (
     "debug",
@@ -67,11 +67,6 @@ DEFAULT_CLIENT_LOG_LEVEL: LoggingLevel = "warning"
 def is_modern(ctx: ServerRequestContext[Any, Any]) -> bool:
     """Whether this request arrived on the 2026-07-28 per-request envelope."""
     return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
-
-
-def not_found_code(ctx: ServerRequestContext[Any, Any]) -> int:
-    """The error code for a missing resource in this request's protocol era."""
-    return INVALID_PARAMS if is_modern(ctx) else RESOURCE_NOT_FOUND
 
 
 def wants_progress(ctx: ServerRequestContext[Any, Any]) -> bool:
@@ -298,7 +293,8 @@ class ErrorCodeMiddleware:
 
     The SDK answers an exception escaping a handler with error code 0 and its bare text.
     Ours (``McpOllamaError``) already say what happened and what to do, so they keep their
-    text under -32603; anything else is logged and told as an internal error. ``MCPError``
+    text, under the code their class's disposition gives (``server.errors.protocol_error``);
+    anything else is logged and told as an internal error. ``MCPError``
     passes through untouched. Install it outermost, so it sees what the others let through.
     """
 
@@ -314,7 +310,7 @@ class ErrorCodeMiddleware:
         except McpOllamaError as exc:
             if ctx.request_id is None:
                 raise
-            raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from exc
+            raise protocol_error(ctx, exc) from exc
         except Exception as exc:
             if ctx.request_id is None:
                 raise

@@ -16,6 +16,7 @@ from pydantic import Field
 from ..core.prompts import COMMON_LANGUAGES, STYLES, render_system_prompt
 from ..errors import McpOllamaError, SessionNotFound
 from ..store import validate_session_id
+from .errors import protocol_error
 from .principal import principal
 from .state import AppState, app_state
 
@@ -45,10 +46,10 @@ def register(server: MCPServer[AppState]) -> None:
         who = principal(ctx)
         try:
             sid = validate_session_id(session_id)
+            if store.get_session(sid, principal=who) is None:
+                raise SessionNotFound(sid)
         except McpOllamaError as exc:
-            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
-        if store.get_session(sid, principal=who) is None:
-            raise MCPError(code=INVALID_PARAMS, message=str(SessionNotFound(sid)))
+            raise protocol_error(ctx.request_context, exc) from None
         messages = store.messages(sid, principal=who)
         return [{"role": m.role, "content": {"type": "text", "text": m.content}} for m in messages]
 

@@ -1,7 +1,8 @@
 """Sessions and models as MCP resources: a paginated list, reads through two templates, subscriptions.
 
 Session resources are ``chat://sessions/{session_id}`` (a JSON document, then the transcript as
-Markdown); ``ollama://models/{model}`` reads a pulled model's details. Subscriptions work in
+Markdown); ``ollama://models/{model}`` reads a pulled model's details (and where it is loaded),
+``ollama://running`` what every server holds in memory (``model_resources``). Subscriptions work in
 both eras through ``Peers``. Handlers are plain functions of the request context, registered
 by ``register`` from one table.
 """
@@ -18,7 +19,6 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
-    INTERNAL_ERROR,
     INVALID_PARAMS,
     EmptyResult,
     ListResourcesResult,
@@ -33,10 +33,12 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
+from ..core.text import count
 from ..core.transcripts import transcript_json, transcript_markdown
 from ..errors import BackendError, McpOllamaError, ModelNotFound
 from ..store import SessionInfo, validate_session_id
-from .compat import not_found_code
+from .errors import not_found_code, protocol_error
+from .model_resources import RUNNING_URI, loaded_on, read_running
 from .principal import principal
 from .state import SESSION_URI_PREFIX, SESSION_URI_TEMPLATE, AppState, app_state, session_uri
 
@@ -56,7 +58,7 @@ def session_resource(info: SessionInfo) -> Resource:
         uri=session_uri(info.id),
         name=f"session-{info.id}",
         title=info.title or f"Session {info.id}",
-        description=f"Chat with {info.model}: {info.turn_count} turns, last active {last_active}.",
+        description=f"Chat with {info.model}: {count(info.turn_count, 'turn')}, last active {last_active}.",
         mime_type="application/json",
     )
 
@@ -121,6 +123,8 @@ async def read_resource(
 ) -> ReadResourceResult:
     if params.uri.startswith(MODEL_URI_PREFIX):
         return await read_model(ctx, params.uri)
+    if params.uri == RUNNING_URI:
+        return await read_running(ctx, params.uri)
     info = await session_for(ctx, params.uri)
     store = app_state(ctx).store
 
@@ -150,11 +154,12 @@ async def read_model(ctx: ServerRequestContext[AppState], uri: str) -> ReadResou
     except ModelNotFound:
         raise not_found(ctx, uri) from None
     except BackendError as exc:
-        raise MCPError(code=INTERNAL_ERROR, message=str(exc), data={"uri": uri}) from None
+        raise protocol_error(ctx, exc, uri=uri) from None
     details = {
         "model": name,
         **show.model_dump(mode="json"),
         "num_ctx": app_state(ctx).chat.window(name, show, None),
+        "loaded": await loaded_on(app_state(ctx), name),  # where it is in memory now
     }
     text = json.dumps(details, indent=2)
     return ReadResourceResult(

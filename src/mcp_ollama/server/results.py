@@ -48,7 +48,10 @@ class ChatResult(BaseModel):
         default=None,
         description="Why generation stopped: 'stop' (finished) or 'length' (hit num_predict/the context).",
     )
-    new_session: bool = Field(default=False, description="True when this call started the session.")
+    new_session: bool = Field(
+        default=False,
+        description="True when this call started the session (no session had this session_id before).",
+    )
     history_messages: int = Field(
         default=0, description="Earlier messages of the session sent along with this one."
     )
@@ -63,11 +66,16 @@ class ChatResult(BaseModel):
         "stored answer (nothing was being written). 'cancelled' / 'interrupted': the answer was stopped "
         "and nothing of it was stored.",
     )
-    tokens_so_far: int = Field(default=0, description="Pieces of the answer received so far.")
+    tokens_so_far: int | None = Field(
+        default=0,
+        description="Pieces of the answer received so far; null when not known (an answer another "
+        "server process was writing when it stopped).",
+    )
     saved: bool = Field(
         default=True,
-        description="False when the answer could not be stored in the session (the text says why); "
-        "it is returned all the same.",
+        description="Whether the answer is stored in the session. False while it is being written "
+        "('generating'), when it was stopped, or when it could not be stored (the text says why; "
+        "a complete answer is returned all the same).",
     )
     thinking: str | None = Field(
         default=None,

@@ -10,6 +10,7 @@ behind the SDK's public API: it calls these.
 | ``tool_manager``    | ``MCPServer._tool_manager``                | is a tool known, its argument model     |
 | ``connection``      | ``ServerSession._connection``              | a handshake-era client's identity       |
 | ``request_outbound``| ``ServerSession._request_outbound``        | the cancel flag, whether progress goes  |
+| ``dispatch_channel``| ``_JSONRPCDispatchContext._dispatcher``    | which cancel notification is whose      |
 """
 
 from __future__ import annotations
@@ -49,3 +50,12 @@ def request_outbound(ctx: ServerRequestContext[Any, Any]) -> object | None:
     """The request's dispatch context (``cancel_requested``; 2026-07-28 wraps it in ``_inner``,
     which holds ``_on_progress`` / ``_progress_token``); ``None`` where the session has none."""
     return getattr(ctx.session, "_request_outbound", None)
+
+
+def dispatch_channel(ctx: ServerRequestContext[Any, Any]) -> object | None:
+    """The JSON-RPC dispatcher that carried this request or notification: one per stdio pipe or
+    handshake-era HTTP session, so with a request id it names one request. ``None`` where there is
+    none (in-process dispatch, the 2026-07-28 HTTP transport: neither delivers cancel reasons)."""
+    outbound = request_outbound(ctx)
+    outbound = getattr(outbound, "_inner", outbound)  # 2026-07-28 wraps the dispatch context
+    return getattr(outbound, "_dispatcher", None)

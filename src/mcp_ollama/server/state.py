@@ -16,9 +16,11 @@ from ..backend.pool import OllamaPool
 from ..config import Settings
 from ..core.chat import ChatService
 from ..core.jobs import Jobs
+from ..core.pulls import Pulls
 from ..errors import BackendError
-from ..store import ChatStore
+from ..store import Store
 from .compat import Peers
+from .patience import Patience
 from .taskbook import Requesters, TaskBook
 
 SESSION_URI_PREFIX = "chat://sessions/"
@@ -33,7 +35,7 @@ class AppState:
     settings: Settings
     pool: OllamaPool
     """Every Ollama call goes through it (one server is a pool of one)."""
-    store: ChatStore
+    store: Store
     chat: ChatService
     jobs: Jobs
     peers: Peers
@@ -43,6 +45,10 @@ class AppState:
     """``chat`` as registered (its argument model), for task calls that bypass ``tools/call``."""
     requesters: Requesters = field(default_factory=Requesters)
     """Names for the connections that ask for tasks."""
+    pulls: Pulls = field(default_factory=Pulls)
+    """Models being pulled onto the Ollama servers (``pull_model``), and the last ones pulled."""
+    patience: Patience = field(default_factory=Patience)
+    """Why hosts cancel, and how long each client waits (the server's middleware, the same object)."""
     _model_names: tuple[float, list[str]] = field(default=(-1e9, []))
 
     async def model_names(self) -> list[str]:
@@ -58,6 +64,10 @@ class AppState:
         names = list(dict.fromkeys(name for host in listed.values() for name in host.models))
         self._model_names = (time.monotonic(), names)
         return names
+
+    def forget_model_names(self) -> None:
+        """Read the pulled models again on next use: one was pulled or removed."""
+        self._model_names = (-1e9, [])
 
 
 def app_state(ctx: Context[Any, Any] | ServerRequestContext[Any, Any]) -> AppState:
@@ -89,7 +99,3 @@ def structured_result(text: str, result: BaseModel) -> CallToolResult:
     return CallToolResult(
         content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
     )
-
-
-def error_result(exc: Exception) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)

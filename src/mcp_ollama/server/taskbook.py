@@ -26,11 +26,11 @@ from mcp_types import INVALID_PARAMS, CallToolResult
 from ..core.job import Job, JobState
 from ..core.jobs import Jobs
 from ..core.waiting import follow
-from ..store import ChatStore, JobRecord
+from ..store import JobRecord, Store
 
 logger = logging.getLogger(__name__)
 
-TASK_TOOLS = frozenset({"chat"})
+TASK_TOOLS = frozenset({"chat", "pull_model"})
 """Tools that may run as tasks (``execution.taskSupport: "optional"``)."""
 DEFAULT_TTL_MS = 3_600_000
 """A task's lifetime when the requester names none (the official client never does)."""
@@ -143,7 +143,7 @@ class TaskBook:
 
     def __init__(
         self,
-        store: ChatStore,
+        store: Store,
         jobs: Jobs,
         *,
         final_result: Callable[[Job], CallToolResult],
@@ -175,6 +175,11 @@ class TaskBook:
         self._tasks[task.id] = task
         self._jobs.spawn(lambda: self._watch(task, progress))
         return task
+
+    def running_for(self, principal: str) -> int:
+        """How many of ``principal``'s tasks are running in this server now."""
+        prefix = principal + "|"  # requesters are always within a principal (tasks.requester_of)
+        return sum(1 for t in self._tasks.values() if t.running and t.requester.startswith(prefix))
 
     def jobless(self, requester: str, ttl_ms: int, notify: Notify | None) -> ChatTask:
         """A task for a call that fails before any job starts (bad arguments); ``fail`` it next."""

@@ -23,12 +23,14 @@ from mcp.server.context import ServerRequestContext
 from mcp_types import CallToolResult
 
 from ..core.job import Job
+from ..core.pulls import PullJob
 from ..errors import McpOllamaError
-from . import chat_tools, sdk
+from . import chat_tools, model_tools, sdk
 from .arguments import argument_problem
 from .compat import is_modern
+from .errors import tool_error
 from .principal import principal
-from .state import AppState, app_state, error_result
+from .state import AppState, app_state
 from .taskbook import (
     DEFAULT_TTL_MS,
     POLL_INTERVAL_MS,
@@ -56,6 +58,7 @@ __all__ = [
     "requester_of",
     "result_json",
     "task_book",
+    "tool_job",
 ]
 
 # ---------------------------------------------------------------------------- requesters
@@ -86,7 +89,7 @@ async def chat_job(state: AppState, arguments: Mapping[str, Any], principal: str
     tool = state.chat_tool
     problem = argument_problem(tool, dict(arguments))
     if problem is not None:  # worded as a plain call's ArgumentMiddleware words it
-        return error_result(Exception(problem))
+        return tool_error(Exception(problem))
     kwargs = tool.fn_metadata.validate_arguments(dict(arguments))
     kwargs.pop("ctx", None)
     try:
@@ -96,11 +99,24 @@ async def chat_job(state: AppState, arguments: Mapping[str, Any], principal: str
             **{**kwargs, "images": kwargs.get("images") or (), "principal": principal},
         )
     except McpOllamaError as exc:
-        return error_result(exc)
+        return tool_error(exc)
 
 
-final_result = chat_tools.finished_result
-"""What plain ``chat`` answers for a job once it has ended."""
+async def tool_job(
+    state: AppState, name: str, arguments: Mapping[str, Any], principal: str
+) -> Job | CallToolResult:
+    """Start the job of task-capable tool ``name`` (``TASK_TOOLS``): a pull for ``pull_model``,
+    else a ``chat`` turn; or the ``isError`` result the plain call would give."""
+    if name == "pull_model":
+        return await model_tools.pull_task_job(state, arguments, principal)
+    return await chat_job(state, arguments, principal)
+
+
+def final_result(job: Job) -> CallToolResult:
+    """What the plain call answers for a job once it has ended: ``pull_model``'s or ``chat``'s."""
+    if isinstance(job, PullJob):
+        return model_tools.finished_pull(job)
+    return chat_tools.finished_result(job)
 
 
 def task_book(ctx: ServerRequestContext[Any, Any]) -> TaskBook:

@@ -33,7 +33,9 @@ from mcp_types import (
     RequestParams,
 )
 
+from ..errors import LimitReached
 from . import sdk
+from .errors import public_text
 from .principal import principal
 from .state import app_state
 from .tasks import (
@@ -41,11 +43,11 @@ from .tasks import (
     TASK_TOOLS,
     ChatTask,
     Progress,
-    chat_job,
     granted_ttl,
     iso,
     requester_of,
     task_book,
+    tool_job,
 )
 
 TASKS_VERSION = "2025-11-25"
@@ -104,13 +106,17 @@ class LegacyTaskCalls:
         arguments = params.get("arguments") or {}
         if not isinstance(arguments, Mapping):
             raise MCPError(code=INVALID_PARAMS, message="arguments must be an object")
-        return await start_task(ctx, arguments, params["task"].get("ttl"), _progress_token(params))
+        return await start_task(ctx, arguments, params["task"].get("ttl"), _progress_token(params), name)
 
 
 async def start_task(
-    ctx: ServerRequestContext[Any, Any], arguments: Mapping[str, Any], ttl: object, token: object
+    ctx: ServerRequestContext[Any, Any],
+    arguments: Mapping[str, Any],
+    ttl: object,
+    token: object,
+    name: str = "chat",
 ) -> dict[str, Any]:
-    """Create the task for a ``chat`` call; its ``CreateTaskResult``."""
+    """Create the task for a call of ``name`` (``chat`` or ``pull_model``); its ``CreateTaskResult``."""
     ttl_ms = granted_ttl(ttl)
     state, book, requester = app_state(ctx), task_book(ctx), requester_of(ctx)
     connection = sdk.connection(ctx)
@@ -125,7 +131,16 @@ async def start_task(
             params = {"progressToken": token, "progress": value, "message": message}
             await connection.notify("notifications/progress", params)
 
-    started = await chat_job(state, arguments, principal(ctx))
+    who = principal(ctx)
+    if book.running_for(who) >= state.settings.max_tasks_per_user:
+        raise LimitReached(
+            "task",
+            "running",
+            state.settings.max_tasks_per_user,
+            "--max-tasks-per-user",
+            "wait for one to end (tasks/result) or cancel one, then try again.",
+        )
+    started = await tool_job(state, name, arguments, who)
     if isinstance(started, CallToolResult):
         task = book.jobless(requester, ttl_ms, notify)
         created = legacy_view(task)  # a task begins working; it fails right after
@@ -149,7 +164,9 @@ async def task_result(ctx: ServerRequestContext[Any, Any], params: TaskIdParams)
     task = await task_book(ctx).find(requester_of(ctx), params.task_id)
     await task.ended.wait()
     if task.result is None:
-        raise MCPError(code=INTERNAL_ERROR, message=task.detail or "The task ended without a result")
+        raise MCPError(
+            code=INTERNAL_ERROR, message=public_text(task.detail or "The task ended without a result")
+        )
     meta = {**task.result.get("_meta", {}), RELATED_TASK: {"taskId": task.id}}
     return {**task.result, "_meta": meta}
 

@@ -38,6 +38,7 @@ from pydantic import Field
 from ..core.waiting import follow
 from . import tasks_legacy
 from .compat import is_modern
+from .errors import public_text
 from .principal import principal
 from .state import app_state
 from .tasks import (
@@ -45,11 +46,11 @@ from .tasks import (
     POLL_INTERVAL_MS,
     TASK_TOOLS,
     ChatTask,
-    chat_job,
     final_result,
     iso,
     requester_of,
     task_book,
+    tool_job,
 )
 from .tasks_legacy import TaskIdParams
 
@@ -88,7 +89,7 @@ def modern_view(task: ChatTask) -> dict[str, Any]:
     elif task.status in ("complete", "failed") and task.result is not None:
         view.update(status="completed", result={**task.result, "resultType": "complete"})
     elif not task.running:  # stopped mid-answer: the one JSON-RPC-level failure
-        message = task.detail or "the server stopped before the answer was complete"
+        message = public_text(task.detail or "the server stopped before the answer was complete")
         view.update(status="failed", error={"code": INTERNAL_ERROR, "message": message})
     return view
 
@@ -156,13 +157,16 @@ class ChatTasks(Extension):
     ) -> HandlerResult:
         if params.name not in TASK_TOOLS or not is_modern(ctx) or not declares_tasks(ctx):
             return await call_next(ctx)
+        state = app_state(ctx)
+        if task_book(ctx).running_for(principal(ctx)) >= state.settings.max_tasks_per_user:
+            return await call_next(ctx)  # a plain call: it answers within the deadline or says how to wait
         return await answer_or_task(ctx, params)
 
 
 async def answer_or_task(ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> HandlerResult:
     """The answer if it comes within ``DIRECT_ANSWER_SECONDS``, else a task handle."""
     state = app_state(ctx)
-    started = await chat_job(state, params.arguments or {}, principal(ctx))
+    started = await tool_job(state, params.name, params.arguments or {}, principal(ctx))
     if isinstance(started, CallToolResult):
         return started
     job = started

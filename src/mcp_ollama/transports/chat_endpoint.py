@@ -5,7 +5,8 @@ with the returned ``session_id`` continues the conversation. The turn runs as a 
 ``Jobs``, with the same checks and history rules as the tool (``start_chat``). Unlike the tool it
 waits for the whole answer (``--max-generation-seconds`` still caps it): curl has no
 ``chat_result``. A client that hangs up stops the model. Every failure is ``{"error": sentence}``
-with a 4xx or 5xx status.
+with a 4xx or 5xx status; a principal other than ``local`` gets it without the Ollama servers'
+addresses (``redact.py``), which the server's log keeps.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import anyio
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
@@ -32,6 +33,7 @@ from ..errors import (
 )
 from ..server.chat_tools import start_chat
 from ..server.principal import LOCAL_PRINCIPAL, scope_principal
+from ..server.redact import public_message
 from ..server.state import AppState
 
 __all__ = ["MAX_BODY_BYTES", "ChatEndpoint", "StateHolder", "error_status"]
@@ -69,7 +71,7 @@ def _error(status: int, sentence: str) -> JSONResponse:
 
 
 class ChatEndpoint:
-    """The ASGI app behind ``POST /chat`` (auth, when configured, wraps it)."""
+    """The ASGI app behind ``POST /chat`` (auth and ``guard.BodyGuard`` wrap it)."""
 
     def __init__(self, holder: StateHolder, security: TransportSecuritySettings) -> None:
         self._holder = holder
@@ -90,11 +92,11 @@ class ChatEndpoint:
         if isinstance(parsed, JSONResponse):
             return parsed
         message, session_id = parsed
+        who = scope_principal(request.scope) or LOCAL_PRINCIPAL
         try:
-            who = scope_principal(request.scope) or LOCAL_PRINCIPAL
             job = await start_chat(state, message, session_id=session_id, principal=who)
         except McpOllamaError as exc:
-            return _error(error_status(exc), str(exc))
+            return _failure(state, who, exc)
         hung_up = False
         async with anyio.create_task_group() as tg:
 
@@ -111,7 +113,7 @@ class ChatEndpoint:
         if job.state is JobState.COMPLETE and job.outcome is not None:
             return JSONResponse({"session_id": job.session_id, "answer": job.outcome.answer})
         if job.error is not None:
-            return _error(error_status(job.error), str(job.error))
+            return _failure(state, who, job.error)
         if hung_up:
             logger.info("POST /chat in session %s: the client hung up; nothing stored", job.session_id)
         return _error(
@@ -121,15 +123,31 @@ class ChatEndpoint:
         )
 
 
+def _failure(state: AppState, who: str, exc: McpOllamaError) -> JSONResponse:
+    """The error response for ``exc``: in full for the operator, without addresses for anyone else."""
+    if who == LOCAL_PRINCIPAL:
+        return _error(error_status(exc), str(exc))
+    urls = [state.settings.ollama_url, *(host.url for host in state.settings.other_ollama_hosts)]
+    told = public_message(exc, urls)
+    if told != str(exc):
+        logger.warning("POST /chat for %s failed (told without addresses): %s", who, exc)
+    return _error(error_status(exc), told)
+
+
 async def _read_body(request: Request) -> tuple[str, str | None] | JSONResponse:
     """``(message, session_id)`` from the request body, or the 4xx response saying what is wrong."""
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, f"The request body is larger than {MAX_BODY_BYTES:,} bytes.")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return _error(413, f"The request body is larger than {MAX_BODY_BYTES:,} bytes.")
+    except ClientDisconnect:  # gone, or cut off for sending too slowly: the answer reaches nobody
+        return _error(400, "The request body was cut off before its end.")
     try:
         data: Any = json.loads(body)
+    except RecursionError:  # json's C decoder recurses once per level; 100,000 levels would be a 500
+        return _error(400, "The body nests arrays or objects too deeply.")
     except (ValueError, UnicodeDecodeError):
         return _error(400, 'The body is not JSON; send {"message": "...", "session_id": optional}.')
     if not isinstance(data, dict):
