@@ -14,7 +14,10 @@ from .fake_ollama import FakeOllama
 
 pytestmark = pytest.mark.anyio
 
-CHAT_TAKES = "It takes: message (required), session_id, model, options, think, include_thinking, format, images, keep_alive."
+CHAT_TAKES = (
+    "It takes: message (required), session_id, model, options, think, include_thinking, format, images, "
+    "keep_alive."
+)
 
 CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "misspelt argument": (

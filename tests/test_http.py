@@ -541,19 +541,12 @@ async def test_two_ollama_servers_over_http_route_by_model_and_fail_over(
     ):
         qwen = await client.call_tool("chat", {"message": "to qwen", "model": "qwen3:8b"})
         first = await client.call_tool("chat", {"message": "llama, first"})
-        # Whichever server took it goes away; llama3:8b is on the other one too.
-        took, spare = (
-            (other, fake)
-            if other.chat_requests[-1]["messages"][-1]["content"] == "llama, first"
-            else (fake, other)
-        )
-        took.stop()
+        other.stop()  # the first server listed goes away; llama3:8b is on the shared fake too
         after = await client.call_tool("chat", {"message": "llama, after"})
     assert qwen.is_error is not True and first.is_error is not True, (qwen.content, first.content)
     assert after.is_error is not True, after.content
-    assert [r["messages"][-1]["content"] for r in other.chat_requests][0] == "to qwen"  # only it has qwen
-    assert [r["messages"][-1]["content"] for r in spare.chat_requests][-1] == "llama, after"
-    assert "llama, after" not in [r["messages"][-1]["content"] for r in took.chat_requests]
+    assert other.chat_requests[0]["messages"][-1]["content"] == "to qwen"  # only it has qwen
+    assert fake.chat_requests[-1]["messages"][-1]["content"] == "llama, after"
 
 
 @pytest.mark.anyio

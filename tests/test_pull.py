@@ -42,7 +42,7 @@ from .test_tasks import (
 pytestmark = pytest.mark.anyio
 __all__ = ["requester"]  # the official requester's fixture, shared with test_tasks
 
-PULL_REQUESTER = Path(__file__).resolve().parent / "tasks_client" / "pull_requester.mjs"
+PULL_REQUESTER = Path(__file__).resolve().parent / "tasks_client" / "requester.mjs"
 SLOW_PULL = PullBehavior(steps=400, step_delay=0.05)
 """A pull that outlasts any test: at least 20 s."""
 
@@ -368,6 +368,7 @@ def _run_pull_requester(node: str, settings: Settings, era: str, mode: str) -> d
         "OLLAMA_HOST": settings.ollama_url,
         "MCP_OLLAMA_DB": settings.db_path,
         "MCP_OLLAMA_PRELOAD": "off",
+        "REQUESTER_TOOL": "pull_model",
     }
     argv = [node, str(PULL_REQUESTER), str(PREFIX), era, mode, sys.executable, "-m", "mcp_ollama"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)

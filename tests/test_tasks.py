@@ -566,6 +566,7 @@ async def test_one_user_may_run_only_so_many_tasks_at_once(settings: Settings, f
             "tools/call",
             {"name": "chat", "arguments": {"message": "another"}, "task": {}},
         )
+        assert await eventually(lambda: fake.active_streams >= 1)  # the long answer is being written
         await request(client, "tasks/cancel", {"taskId": first["taskId"]})
         again = (await task_call(client, "chat", {"message": "now it fits"}))["task"]
         await request(client, "tasks/result", {"taskId": again["taskId"]})

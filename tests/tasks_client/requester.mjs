@@ -1,5 +1,5 @@
 // The official MCP tasks requester (npm @modelcontextprotocol/ext-tasks on
-// @modelcontextprotocol/client) driving mcp-ollama's `chat` as a task over stdio.
+// @modelcontextprotocol/client) driving mcp-ollama's `chat` (or, with REQUESTER_TOOL=pull_model, `pull_model`) as a task over stdio.
 //
 //   node requester.mjs <prefix> <legacy|modern> <complete|cancel> <command> [args...]
 //
@@ -74,14 +74,19 @@ const session = createTaskSessionFromClient(client, {
 });
 let exitCode = 0;
 try {
-  const execution = await session.callTool("chat", { message: "tell me a long story" }, { task: { preference: "require" } });
+  // REQUESTER_TOOL=pull_model drives a pull (gemma3:4b) instead of a chat.
+  const pulling = process.env.REQUESTER_TOOL === "pull_model";
+  const [tool, args, started] = pulling
+    ? ["pull_model", { model: "gemma3:4b" }, " %"]
+    : ["chat", { message: "tell me a long story" }, "tokens so far"];
+  const execution = await session.callTool(tool, args, { task: { preference: "require" } });
   if (execution.kind !== "task") throw new Error(`expected a task, got ${execution.kind}`);
   if (mode === "cancel") {
-    // Cancel once the model is writing (its first token is in the status message), so that there
-    // is a stream for the server to close.
+    // Cancel once the model is writing (its first token is in the status message) or bytes are
+    // coming (a percentage), so that there is a stream for the server to close.
     const task = session.task(execution.handle.taskId);
-    for (let polls = 0; !((await task.snapshot()).statusMessage ?? "").includes("tokens so far"); polls++) {
-      if (polls > 500) throw new Error("the model never started writing");
+    for (let polls = 0; !((await task.snapshot()).statusMessage ?? "").includes(started); polls++) {
+      if (polls > 500) throw new Error(`the ${tool} call never started`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     await execution.cancel();

@@ -9,6 +9,7 @@ import anyio
 from ..backend.connect import open_client
 from ..backend.models import ModelInfo
 from ..config import Settings
+from ..core.text import human_bytes
 from ..errors import McpOllamaError
 
 
@@ -38,18 +39,8 @@ def _row(model: ModelInfo) -> tuple[str, ...]:
     details = model.details
     return (
         model.name,
-        _size(model.size),
+        human_bytes(model.size),
         details.family or "-",
         details.parameter_size or "-",
         details.quantization_level or "-",
     )
-
-
-def _size(size: int) -> str:
-    """Bytes in decimal units, as ``ollama list`` shows them: ``4.7 GB``."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"

@@ -17,8 +17,9 @@ import anyio
 from ..backend.admin import forget, pick_servers
 from ..backend.connect import open_pool
 from ..config import Settings
-from ..core.pull_progress import check_model_name, human_bytes
+from ..core.pull_progress import check_model_name
 from ..core.pulls import PullJob, Pulls, relay
+from ..core.text import human_bytes
 from ..errors import McpOllamaError
 
 INTERRUPTED = 130

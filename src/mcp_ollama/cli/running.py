@@ -14,7 +14,7 @@ import anyio
 from ..backend import admin
 from ..backend.connect import open_pool
 from ..config import Settings
-from ..core.pull_progress import human_bytes
+from ..core.text import human_bytes
 from ..errors import McpOllamaError
 
 

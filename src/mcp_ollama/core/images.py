@@ -22,7 +22,6 @@ import binascii
 import hashlib
 import os
 import re
-import stat
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -31,18 +30,11 @@ from dataclasses import dataclass
 from ..config import Settings
 from ..errors import InputError, InputTooLarge
 from ..store import LOCAL, ImageNote
+from .image_files import read_image_file, sniff
 
 MAX_IMAGES = 16
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
 _BASE64 = re.compile(r"[A-Za-z0-9+/\s]+={0,2}\s*")
 _KINDS = "PNG, JPEG, GIF or WebP"
-SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
-"""Never read, whatever ``image_dirs`` says: kernel and device files, and magic links to anything."""
 
 
 def path_refused(index: int) -> str:
@@ -216,16 +208,6 @@ class _Count:
         self.remove(self.total)
 
 
-def sniff(data: bytes) -> str | None:
-    """The image's media type from its first bytes, or None if it is none of ours."""
-    for magic, mime in _MAGIC:
-        if data.startswith(magic):
-            return mime
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
 def read_images(
     items: Sequence[str],
     rules: ImageRules,
@@ -265,7 +247,11 @@ def _read_one(index: int, item: str, rules: ImageRules, count: _Count) -> Image:
         elif found == "base64" and not os.path.isabs(text):
             raise InputError(f"{name} is base64, but not of a {_KINDS} image.")
         else:  # a path, or neither base64 nor a data: URL
-            read = _from_file(text, rules, count) if os.path.isabs(text) else None
+            read = (
+                read_image_file(text, rules.dirs, rules.max_image_bytes, count)
+                if os.path.isabs(text)
+                else None
+            )
             if read is None:
                 raise InputError(path_refused(index))
             data = read
@@ -331,81 +317,3 @@ def _from_data_uri(name: str, text: str, max_bytes: int, count: _Count) -> tuple
     if found is None:
         raise InputError(f"{name} is a data: URL whose data is not valid base64.")
     return found
-
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _allowed(path: str, dirs: Sequence[str]) -> bool:
-    """Whether a resolved ``path`` is in one of the resolved ``dirs`` and under no system root."""
-    if os.name == "posix" and any(_under(path, root) for root in SYSTEM_ROOTS):
-        return False
-    return any(_under(path, root) for root in dirs)
-
-
-def _from_file(path: str, rules: ImageRules, count: _Count) -> bytes | None:
-    """The file's bytes if it may be read and is an image within the limit; else None, whatever the reason.
-
-    Symlinks are resolved before the check, the resolved path is opened without following a last
-    symlink (one swapped in meanwhile), and where the system says which file was opened, that is
-    checked again.
-    """
-    if not rules.dirs or not os.path.isabs(path):
-        return None
-    if os.name == "posix" and any(_under(os.path.normpath(path), root) for root in SYSTEM_ROOTS):
-        return None
-    try:
-        dirs = [os.path.realpath(d) for d in rules.dirs]
-        real = os.path.realpath(path)
-    except (OSError, ValueError):  # a NUL in the path, a symlink loop on some systems
-        return None
-    if not _allowed(real, dirs):
-        return None
-    # Non-blocking, so that a FIFO cannot hang the server; a regular file reads the same.
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
-    flags |= getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(real, flags)
-    except (OSError, ValueError):
-        return None
-    counted = 0
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > rules.max_image_bytes:
-            return None
-        opened = _opened_path(fd)
-        if opened is not None and not _allowed(opened, dirs):
-            return None
-        head = os.read(fd, 16)
-        if sniff(head) is None:
-            return None
-        count.add(info.st_size)
-        counted = info.st_size
-        chunks = [head]
-        size = len(head)
-        while size <= rules.max_image_bytes:
-            chunk = os.read(fd, min(1 << 20, rules.max_image_bytes + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > rules.max_image_bytes:
-            return None
-        count.correct(counted, size)
-        counted = 0
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-        if counted:
-            count.remove(counted)
-
-
-def _opened_path(fd: int) -> str | None:
-    """The path of the file open as ``fd``, where the system says (Linux); else None."""
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return None

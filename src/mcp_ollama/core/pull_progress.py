@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..backend.models import PullProgress
 from ..errors import InputError, McpOllamaError
+from .text import human_bytes
 
 STEPS = 3
 """Progress units after the download: verifying, writing the manifest, done."""
@@ -87,13 +88,3 @@ class ServerPull:
         size = sum(total for _, total in self.layers.values())
         done = sum(done for done, _ in self.layers.values())
         return f"pulling {human_bytes(size)}: {math.floor(done * 100 / size) if size else 0} %"
-
-
-def human_bytes(size: int) -> str:
-    """Bytes in decimal units, as Ollama shows them: ``4.7 GB``."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"

@@ -27,3 +27,13 @@ def clean_text(text: str) -> str:
 def count(number: int, noun: str) -> str:
     """``"1 token"``, ``"2 tokens"``, ``"1,024 tokens"``."""
     return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
+def human_bytes(size: int) -> str:
+    """Bytes in decimal units, as Ollama shows them: ``4.7 GB``."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field, WithJsonSchema
 
 from ..backend.models import RunningModel
 from ..core.job import JobState
-from ..core.pull_progress import human_bytes
 from ..core.pulls import PullJob
+from ..core.text import human_bytes
 
 PullStatus = Literal["complete", "pulling", "failed", "cancelled", "interrupted"]
 _VECTORS = {"type": "array", "items": {"type": "array"}}

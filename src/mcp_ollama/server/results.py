@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, JsonValue, WithJsonSchema
 
 from ..backend.models import ModelInfo, ModelShow
+from ..core.text import human_bytes
 from ..core.turns import TurnOutcome
 
 
@@ -215,9 +216,4 @@ def model_summary(
 def human_size(size: int | None) -> str:
     if size is None:
         return "size unknown"
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
+    return human_bytes(size)
