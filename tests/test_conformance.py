@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from .bearer_proxy import bearer_proxy
 from .conftest import free_port
 from .fake_ollama import FakeOllama
-from .test_http import _child_env, _wait_until_ready
+from .test_http import OPERATOR_TOKEN, _child_env, _wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = ROOT / ".ci" / "conformance" / "node_modules"
@@ -77,13 +78,14 @@ def http_url(_fake_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory)
         str(root / "db"),
     ]
     argv += ["--ollama-host", _fake_server.url, "--preload", "off"]
-    process = subprocess.Popen(
-        argv, env=_child_env(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    # serve --http always wants a token; the suite cannot send one, so a proxy adds it.
+    env = {**_child_env(root), "MCP_OLLAMA_HTTP_TOKEN": OPERATOR_TOKEN}
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_ready(url, process)
-        yield url + "/mcp"
+        with bearer_proxy(url, OPERATOR_TOKEN) as proxied:
+            yield proxied + "/mcp"
     finally:
         process.terminate()
         process.communicate(timeout=15)
