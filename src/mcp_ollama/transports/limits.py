@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,10 +76,10 @@ def connection_budget(wanted: int) -> int:
     process may); when even that is too little, the cap is lowered, once, with a warning, so that
     a flood meets a 503 instead of ``EMFILE``.
     """
-    try:
-        import resource
-    except ImportError:  # Windows: no such limit to fit
+    if sys.platform == "win32":  # no such limit to fit
         return wanted
+    import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = wanted + FD_RESERVE
     if soft != resource.RLIM_INFINITY and soft < need:
