@@ -32,7 +32,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp_types import CallToolResult, TextContent, TextResourceContents
+from mcp_types import TextResourceContents
 
 from mcp_ollama.backend.client import OllamaClient
 from mcp_ollama.backend.pool import OllamaPool
@@ -57,6 +57,7 @@ from mcp_ollama.transports.auth import add_token
 from . import fake_ollama
 from .conftest import client_for, connect, eventually, free_port
 from .fake_ollama import GEMMA3, LLAMA3, LLAVA, QWEN3, Behavior, FakeOllama
+from .test_models import chats, structured, text_of
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR\x00\x00\x00\x01"
 PNG_B64 = base64.b64encode(PNG).decode()
@@ -75,25 +76,6 @@ def rules(
     dirs: Sequence[Path | str] = (), *, each: int = 1000, call: int = 16_000, in_flight: int = 64_000
 ) -> ImageRules:
     return ImageRules(each, call, in_flight, tuple(str(d) for d in dirs))
-
-
-def text_of(result: CallToolResult) -> str:
-    assert result.content, "a tool result must carry content"
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
-
-
-def structured(result: CallToolResult) -> dict[str, Any]:
-    assert result.is_error is not True, text_of(result)
-    data: dict[str, Any] | None = result.structured_content
-    assert data is not None
-    return data
-
-
-def chats(fake: FakeOllama) -> list[dict[str, Any]]:
-    """The bodies of the chat requests that generate (preloads and unloads left out)."""
-    return [body for body in fake.chat_requests if body.get("messages")]
 
 
 # --- core/images.py: what an image is ----------------------------------------------------------
