@@ -19,6 +19,13 @@ from mcp_ollama.server import build_server
 
 from .fake_ollama import FakeOllama
 
+# Compile once, not in every process: with PYTHONDONTWRITEBYTECODE set (as on this project's machines),
+# pytest rewrites every test module's asserts again in each worker (about 5 s of CPU each), and every
+# server the tests spawn compiles the package again. The compiled files go to the git-ignored
+# __pycache__ directories.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 ERAS = ("legacy", "modern")
 """legacy: the initialize handshake (2025-11-25); modern: the 2026-07-28 per-request envelope."""
 

@@ -11,7 +11,9 @@ a server with other tools cannot have; they are listed in ``NOT_APPLICABLE`` wit
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -91,15 +93,45 @@ def http_url(_fake_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory)
         process.communicate(timeout=15)
 
 
-@pytest.mark.parametrize("scenario", APPLICABLE)
-def test_conformance_scenario(http_url: str, scenario: str, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def summary(http_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, int]]:
+    """The suite's active scenarios, run once: each scenario's (passed, failed) checks."""
     env = {**os.environ, "PATH": f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    out = tmp_path_factory.mktemp("conformance-results")
     done = subprocess.run(
-        [str(CLI), "server", "--url", http_url, "--scenario", scenario, "-o", str(tmp_path)],
+        [str(CLI), "server", "--url", http_url, "-o", str(out)],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=300,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert " 0 failed" in done.stdout, done.stdout[-3000:]
+    _, _, tail = done.stdout.partition("=== SUMMARY ===")
+    counts = {
+        match["scenario"]: (int(match["passed"]), int(match["failed"]))
+        for match in re.finditer(
+            r"^\S+ (?P<scenario>[\w-]+): (?P<passed>\d+) passed, (?P<failed>\d+) failed", tail, re.M
+        )
+    }
+    assert counts, (
+        f"no summary in the suite's output (exit {done.returncode}):\n"
+        f"{done.stdout[-3000:]}{done.stderr[-2000:]}"
+    )
+    return counts
+
+
+@pytest.mark.parametrize("scenario", APPLICABLE)
+def test_conformance_scenario(summary: dict[str, tuple[int, int]], scenario: str) -> None:
+    assert scenario in summary, f"the suite no longer runs {scenario}: {sorted(summary)}"
+    passed, failed = summary[scenario]
+    assert passed >= 1 and failed == 0, f"{scenario}: {passed} passed, {failed} failed"
+
+
+def test_every_other_scenario_is_one_listed_as_not_applicable(summary: dict[str, tuple[int, int]]) -> None:
+    """A scenario a new suite version adds must be run above or listed, with its reason, as not applicable."""
+    patterns = [name.strip() for names in NOT_APPLICABLE for name in names.split(",")]
+    unlisted = [
+        name
+        for name in summary
+        if name not in APPLICABLE and not any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    ]
+    assert unlisted == []

@@ -125,50 +125,61 @@ FAULTS: dict[str, tuple[Behavior | None, dict[str, Any], list[str]]] = {
 }
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
-async def test_ollama_fault_is_a_clear_tool_error_and_loses_nothing_over_stdio(
-    settings: Settings, fake: FakeOllama, era: str, fault: str
+async def test_every_ollama_fault_is_a_clear_tool_error_and_loses_nothing_over_stdio(
+    settings: Settings, fake: FakeOllama, era: str
 ) -> None:
-    behavior, extra, fragments = FAULTS[fault]
-    prefill(settings.db_path)
-    before = snapshot(settings.db_path)
+    """One server process meets every fault in turn, each on a session of its own: every error
+    says what, why and where; nothing of the failed turn is stored; the next chat is answered."""
+    sessions = {fault: f"{SID}-{fault}" for fault in FAULTS}
+    for sid in sessions.values():
+        prefill(settings.db_path, sid)
     params = stdio_params(settings, MCP_OLLAMA_GENERATION_TIMEOUT="0.5")
     async with client_for(params, era) as client:
-        if behavior is not None:
-            fake.enqueue(behavior)
-        with anyio.fail_after(CALL_TIMEOUT):
-            failed = await client.call_tool("chat", {"message": "doomed", "session_id": SID, **extra})
-        assert failed.is_error is True
-        text = text_of(failed)
-        for fragment in [*fragments, fake.url]:
-            assert fragment in text, f"{fragment!r} missing from {text!r}"
-        assert "Traceback" not in text
-        if fault == "model-404":  # found out from the model's details, before any chat
-            assert [r.body for r in fake.requests if r.path == "/api/show"] == [{"model": "llama3:70b"}]
-            assert fake.chat_requests == []
-        else:
-            assert fake.chat_requests, "the request reached Ollama"
-            assert fake.chat_requests[-1]["messages"][-1] == {"role": "user", "content": "doomed"}
-        if "timeout" in fault:
-            assert await eventually(lambda: fake.hangups >= 1), "the abandoned request's connection is closed"
-        assert snapshot(settings.db_path) == before, "a failed turn must store nothing"
+        for fault, sid in sessions.items():
+            fake.reset()
+            await _meets_fault(client, fake, settings.db_path, fault, sid)
 
-        with anyio.fail_after(CALL_TIMEOUT):
-            again = await client.call_tool("chat", {"message": "and now?", "session_id": SID})
-        assert again.is_error is not True, text_of(again)
-        assert text_of(again) == "You said: and now?. I have seen 2 earlier messages."
-        assert [m["content"] for m in fake.chat_requests[-1]["messages"][1:]] == [
-            FIRST_USER,
-            FIRST_ANSWER,
-            "and now?",
-        ]
-    _, messages = snapshot(settings.db_path)
+
+async def _meets_fault(client: Any, fake: FakeOllama, db_path: str, fault: str, sid: str) -> None:
+    behavior, extra, fragments = FAULTS[fault]
+    before = snapshot(db_path, sid)
+    if behavior is not None:
+        fake.enqueue(behavior)
+    with anyio.fail_after(CALL_TIMEOUT):
+        failed = await client.call_tool("chat", {"message": "doomed", "session_id": sid, **extra})
+    assert failed.is_error is True, fault
+    text = text_of(failed)
+    for fragment in [*fragments, fake.url]:
+        assert fragment in text, f"{fault}: {fragment!r} missing from {text!r}"
+    assert "Traceback" not in text
+    if fault == "model-404":  # found out from the model's details, before any chat
+        assert [r.body for r in fake.requests if r.path == "/api/show"] == [{"model": "llama3:70b"}]
+        assert fake.chat_requests == []
+    else:
+        assert fake.chat_requests, f"{fault}: the request reached Ollama"
+        assert fake.chat_requests[-1]["messages"][-1] == {"role": "user", "content": "doomed"}
+    if "timeout" in fault:
+        assert await eventually(lambda: fake.hangups >= 1), (
+            f"{fault}: the abandoned request's connection is closed"
+        )
+    assert snapshot(db_path, sid) == before, f"{fault}: a failed turn must store nothing"
+
+    with anyio.fail_after(CALL_TIMEOUT):
+        again = await client.call_tool("chat", {"message": "and now?", "session_id": sid})
+    assert again.is_error is not True, f"{fault}: {text_of(again)}"
+    assert text_of(again) == "You said: and now?. I have seen 2 earlier messages."
+    assert [m["content"] for m in fake.chat_requests[-1]["messages"][1:]] == [
+        FIRST_USER,
+        FIRST_ANSWER,
+        "and now?",
+    ]
+    _, messages = snapshot(db_path, sid)
     assert [(m.role, m.content) for m in messages] == [
         ("user", FIRST_USER),
         ("assistant", FIRST_ANSWER),
         ("user", "and now?"),
         ("assistant", "You said: and now?. I have seen 2 earlier messages."),
-    ]
+    ], fault
 
 
 async def test_ollama_not_listening_is_a_clear_tool_error_and_loses_nothing_over_stdio(

@@ -588,66 +588,71 @@ def response_unless_dead(server: RawServer, request_id: Any, timeout: float = 10
     return None
 
 
-@pytest.mark.parametrize(
-    "line",
-    [
-        b'{"jsonrpc":"2.0","id":"\\ud800","method":"ping"}',
-        b'{"jsonrpc":"2.0","id":"\\ud800","method":"ping","params":[1]}',
-        b'{"jsonrpc":"2.0","id":41,"method":"no/such\\ud800method"}',
-        b'{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"\\udfff","arguments":{}}}',
-        b'{"jsonrpc":"2.0","id":43,"method":"resources/read","params":{"uri":"chat://sessions/\\ud800"}}',
-    ],
-    ids=["string-id", "invalid-request-string-id", "unknown-method", "unknown-tool", "resource-uri"],
-)
+ECHOED_SURROGATES = {
+    "string-id": b'{"jsonrpc":"2.0","id":"\\ud800","method":"ping"}',
+    "invalid-request-string-id": b'{"jsonrpc":"2.0","id":"\\ud800","method":"ping","params":[1]}',
+    "unknown-method": b'{"jsonrpc":"2.0","id":41,"method":"no/such\\ud800method"}',
+    "unknown-tool": b'{"jsonrpc":"2.0","id":42,"method":"tools/call",'
+    b'"params":{"name":"\\udfff","arguments":{}}}',
+    "resource-uri": b'{"jsonrpc":"2.0","id":43,"method":"resources/read",'
+    b'"params":{"uri":"chat://sessions/\\ud800"}}',
+}
+
+
 def test_a_lone_surrogate_echoed_back_does_not_kill_or_deafen_the_server(
-    fake: FakeOllama, tmp_path: Path, line: bytes
+    fake: FakeOllama, tmp_path: Path
 ) -> None:
-    """``"\\ud800"`` is a legal JSON escape; the server echoes it (id, method, tool name, uri)."""
+    """``"\\ud800"`` is a legal JSON escape; the server echoes it (id, method, tool name, uri).
+    One server meets every such line in turn and answers each, then a ping, then shuts down on EOF."""
     with RawServer(_raw_env(fake, tmp_path)) as server:
         server.initialize()
-        server.send_raw(line + b"\n")
-        answer = response_unless_dead(server, json.loads(line)["id"], timeout=5)
-        alive = server.proc.poll() is None
-        stderr = b"".join(server.stderr_raw).decode("utf-8", "replace")
-        assert alive, f"the server died (exit {server.proc.returncode}):\n{stderr[-2000:]}"
-        assert answer is not None, "no response, and the server still runs"
-        assert ("error" in answer) != ("result" in answer)
-        assert server.request("ping", timeout=3)["result"] == {}, "the server still reads stdin"
+        for case, line in ECHOED_SURROGATES.items():
+            server.send_raw(line + b"\n")
+            answer = response_unless_dead(server, json.loads(line)["id"], timeout=5)
+            alive = server.proc.poll() is None
+            stderr = b"".join(server.stderr_raw).decode("utf-8", "replace")
+            assert alive, f"{case}: the server died (exit {server.proc.returncode}):\n{stderr[-2000:]}"
+            assert answer is not None, f"{case}: no response, and the server still runs"
+            assert ("error" in answer) != ("result" in answer), case
+            assert server.request("ping", timeout=3)["result"] == {}, f"{case}: the server still reads stdin"
         server.close_stdin()
         assert server.wait(5) == 0, "and still shuts down on EOF"
 
 
-@pytest.mark.parametrize(
-    "arguments",
-    [
-        b'{"message":"hi \\udc00 there"}',
-        b'{"message":"hi","model":"llama3\\ud800"}',
-        b'{"message":"hi","options":{"stop":["\\ud800"]}}',
-    ],
-    ids=["message", "model", "options-stop"],
-)
+SURROGATE_ARGUMENTS = {
+    "message": b'{"message":"hi \\udc00 there"}',
+    "model": b'{"message":"hi","model":"llama3\\ud800"}',
+    "options-stop": b'{"message":"hi","options":{"stop":["\\ud800"]}}',
+}
+
+
 def test_a_lone_surrogate_in_chat_arguments_is_a_clear_error_not_an_unexpected_exception(
-    fake: FakeOllama, tmp_path: Path, arguments: bytes
+    fake: FakeOllama, tmp_path: Path
 ) -> None:
-    """Such text cannot be encoded for Ollama or SQLite; today it escapes as an unexpected exception."""
+    """Such text cannot be encoded for Ollama or SQLite; it once escaped as an unexpected exception."""
     server, pumps = spawn(_raw_env(fake, tmp_path))
+    answers: dict[str, dict[str, Any]] = {}
     with server:
         server.initialize()
-        server.send_raw(
-            b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"chat","arguments":'
-            + arguments
-            + b"}}\n"
-        )
-        answer = response_unless_dead(server, 7)
-        assert answer is not None, "the server died"
-        assert server.request("ping", timeout=5)["result"] == {}
+        for request_id, (case, arguments) in enumerate(SURROGATE_ARGUMENTS.items(), start=7):
+            server.send_raw(
+                b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"chat","arguments":'
+                % request_id
+                + arguments
+                + b"}}\n"
+            )
+            answer = response_unless_dead(server, request_id)
+            assert answer is not None, f"{case}: the server died"
+            answers[case] = answer
+            assert server.request("ping", timeout=5)["result"] == {}, case
         server.close_stdin()
         stderr = stderr_when_exited(server, pumps)  # every byte, not what arrived within a sleep
-    result = answer["result"]
-    text = result["content"][0]["text"]
-    if result["isError"]:
-        # What happened and what to do, like every other chat error; not the SDK's catch-all.
-        assert text != "Error executing tool chat", text
+    for case, answer in answers.items():
+        result = answer["result"]
+        text = result["content"][0]["text"]
+        if result["isError"]:
+            # What happened and what to do, like every other chat error; not the SDK's catch-all.
+            assert text != "Error executing tool chat", (case, text)
     assert "Traceback" not in stderr, stderr[-3000:]
 
 

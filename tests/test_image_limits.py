@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -449,8 +449,13 @@ async def test_over_stdio_the_caps_hold_with_their_sentences(settings: Settings,
 # --- over HTTP: serve --http in a subprocess ------------------------------------------------
 
 IMAGE_MIB = 3
-CALL_CAP = 16 * IMAGE_MIB * MIB
-"""Sixteen images of 3 MiB fit one call exactly."""
+"""The memory test's images: sixteen of 3 MiB in every call (``rss_server``)."""
+SMALL_IMAGE = 192 * 1024
+"""The caps test's images (``http_server``): the same limits, scaled down 16 times."""
+CALL_CAP = 16 * SMALL_IMAGE
+"""Sixteen small images fit one call exactly."""
+IN_FLIGHT_CAP = 4 * MIB
+"""Sixteen small images in flight leave no room for six more."""
 READY_LIMIT = 60.0
 
 
@@ -475,8 +480,26 @@ HAS_OPERATOR_TOKEN = any(spec.env == "MCP_OLLAMA_HTTP_TOKEN" for spec in SETTING
 @pytest.fixture(scope="module")
 def http_server(_fake_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
     """One HTTP server for the module: tokens for alice and bob (and the operator's, as ``local``),
-    48 MiB of images per call, and its image dirs set to where the tests' files are: over HTTP
-    they must be refused all the same."""
+    the image caps scaled down (``CALL_CAP``, ``IN_FLIGHT_CAP``), and its image dirs set to where
+    the tests' files are: over HTTP they must be refused all the same."""
+    caps = ["--max-call-image-bytes", str(CALL_CAP), "--max-inflight-image-bytes", str(IN_FLIGHT_CAP)]
+    with _serve(_fake_server, tmp_path_factory, caps) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def rss_server(_fake_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    """A server whose calls may carry sixteen images of 3 MiB, for the memory test."""
+    with _serve(
+        _fake_server, tmp_path_factory, ["--max-call-image-bytes", str(16 * IMAGE_MIB * MIB)]
+    ) as server:
+        yield server
+
+
+@contextmanager
+def _serve(
+    fake: FakeOllama, tmp_path_factory: pytest.TempPathFactory, caps: list[str]
+) -> Iterator[HttpServer]:
     root = tmp_path_factory.mktemp("http-images")
     files = root / "files"
     files.mkdir()
@@ -485,8 +508,8 @@ def http_server(_fake_server: FakeOllama, tmp_path_factory: pytest.TempPathFacto
     port = free_port()
     argv = [sys.executable, "-m", "mcp_ollama", "serve", "--http", "--port", str(port)]
     argv += ["--tokens-file", str(tokens_file), "--db", str(root / "s.sqlite3")]
-    argv += ["--ollama-host", _fake_server.url, "--preload", "off", "--log-level", "WARNING"]
-    argv += ["--image-dirs", os.pathsep.join([str(files), "/"]), "--max-call-image-bytes", str(CALL_CAP)]
+    argv += ["--ollama-host", fake.url, "--preload", "off", "--log-level", "WARNING"]
+    argv += ["--image-dirs", os.pathsep.join([str(files), "/"]), *caps]
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("MCP_OLLAMA_", "OLLAMA_")) and k != "HOME"
     }
@@ -547,11 +570,14 @@ def fast_fake(fake: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> FakeOllama:
     return fake
 
 
+def images(size: int) -> list[str]:
+    """Sixteen different PNG-looking images of ``size`` bytes each, as base64."""
+    return [b64(PNG + os.urandom(size - len(PNG))) for _ in range(16)]
+
+
 @pytest.fixture(scope="module")
 def big_images() -> list[str]:
-    """Sixteen different PNG-looking images of 3 MiB each, as base64."""
-    size = IMAGE_MIB * MIB
-    return [b64(PNG + os.urandom(size - len(PNG))) for _ in range(16)]
+    return images(IMAGE_MIB * MIB)
 
 
 @pytest.mark.anyio
@@ -592,20 +618,21 @@ async def test_over_http_no_path_is_read_for_anyone(
 
 @pytest.mark.anyio
 async def test_over_http_the_caps_hold_with_their_sentences(
-    http_server: HttpServer, fast_fake: FakeOllama, big_images: list[str]
+    http_server: HttpServer, fast_fake: FakeOllama
 ) -> None:
     args = {"message": "look", "model": "gemma3:4b"}
-    over = [*big_images[:15], b64(PNG + os.urandom(IMAGE_MIB * MIB + 1024 - len(PNG)))]
-    six = big_images[:6]
+    sixteen = images(SMALL_IMAGE)
+    over = [*sixteen[:15], b64(PNG + os.urandom(SMALL_IMAGE + 1024 - len(PNG)))]
+    six = sixteen[:6]
     fast_fake.enqueue(Behavior(hang=True))
     async with http_client(http_server) as alice, http_client(http_server, name="bob") as bob:
         refused = await alice.call_tool("chat", {**args, "images": over})
         assert refused.is_error is True and text_of(refused) == call_cap_refused(CALL_CAP)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(alice.call_tool, "chat", {**args, "images": big_images})
+            tg.start_soon(alice.call_tool, "chat", {**args, "images": sixteen})
             assert await eventually(lambda: fast_fake.active_streams == 1, 60)
             busy = await alice.call_tool("chat", {**args, "images": six})
-            assert busy.is_error is True and text_of(busy) == in_flight_refused(64 * MIB)
+            assert busy.is_error is True and text_of(busy) == in_flight_refused(IN_FLIGHT_CAP)
             other = await bob.call_tool("chat", {**args, "images": six})  # each principal its own
             assert structured(other)["answer"].endswith("I see 6 images.")
             tg.cancel_scope.cancel()
@@ -614,7 +641,7 @@ async def test_over_http_the_caps_hold_with_their_sentences(
             again = await alice.call_tool("chat", {**args, "images": six})
             if again.is_error is not True:
                 break
-            assert text_of(again) == in_flight_refused(64 * MIB)
+            assert text_of(again) == in_flight_refused(IN_FLIGHT_CAP)
             await anyio.sleep(0.1)
         assert structured(again)["answer"].endswith("I see 6 images.")
 
@@ -623,17 +650,17 @@ async def test_over_http_the_caps_hold_with_their_sentences(
 @pytest.mark.anyio
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS from /proc")
 async def test_over_http_the_server_keeps_no_image_bytes_after_a_call(
-    http_server: HttpServer, fast_fake: FakeOllama, big_images: list[str]
+    rss_server: HttpServer, fast_fake: FakeOllama, big_images: list[str]
 ) -> None:
     args = {"message": "look", "model": "gemma3:4b", "images": big_images}
     rss: list[int] = []
-    async with http_client(http_server) as client:
+    async with http_client(rss_server) as client:
         for number in range(20):
             result = await client.call_tool("chat", {**args, "message": f"look {number}"})
             assert structured(result)["answer"].endswith("I see 16 images."), number
             fast_fake.reset()  # the fake keeps every body it gets: not in the server's process
             await anyio.sleep(0.2)
-            rss.append(http_server.rss_kib())
+            rss.append(rss_server.rss_kib())
     print(f"server VmRSS after call 1: {rss[0] / 1024:.0f} MiB, after call 20: {rss[-1] / 1024:.0f} MiB")
     print("all:", [round(r / 1024) for r in rss])
     assert rss[-1] - rss[0] < 150 * 1024, rss

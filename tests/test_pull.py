@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -28,7 +24,6 @@ from .conftest import connect, eventually
 from .fake_ollama import LLAMA3, QWEN3, FakeOllama
 from .fake_ollama.pulling import UNKNOWN_MANIFEST, PullBehavior
 from .test_tasks import (
-    PREFIX,
     TaskHandle,
     TasksRequester,
     legacy,
@@ -36,13 +31,13 @@ from .test_tasks import (
     poll,
     request,
     requester,
+    run_requester,
     task_call,
 )
 
 pytestmark = pytest.mark.anyio
 __all__ = ["requester"]  # the official requester's fixture, shared with test_tasks
 
-PULL_REQUESTER = Path(__file__).resolve().parent / "tasks_client" / "requester.mjs"
 SLOW_PULL = PullBehavior(steps=400, step_delay=0.05)
 """A pull that outlasts any test: at least 20 s."""
 
@@ -362,28 +357,13 @@ async def test_modern_pull_task_cancel_stops_the_download(
     assert got["status"] == "cancelled"
 
 
-def _run_pull_requester(node: str, settings: Settings, era: str, mode: str) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "OLLAMA_HOST": settings.ollama_url,
-        "MCP_OLLAMA_DB": settings.db_path,
-        "MCP_OLLAMA_PRELOAD": "off",
-        "REQUESTER_TOOL": "pull_model",
-    }
-    argv = [node, str(PULL_REQUESTER), str(PREFIX), era, mode, sys.executable, "-m", "mcp_ollama"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
-    output: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return output
-
-
 @pytest.mark.parametrize("era", ["legacy", "modern"])
 def test_official_requester_completes_a_pull_task(
     requester: str, settings: Settings, fake: FakeOllama, era: str
 ) -> None:
     # 40 lines 50 ms apart: about 2 s, past the 2026-07-28 direct-answer wait, so a task.
     fake.pull_behavior = PullBehavior(steps=40, step_delay=0.05)
-    out = _run_pull_requester(requester, settings, era, "complete")
+    (out,) = run_requester(requester, settings, era, "complete", tool="pull_model")
     assert out["kind"] == "task" and out["status"] == "completed"
     assert out["result"]["structuredContent"]["status"] == "complete"
     assert out["result"]["content"][0]["text"].startswith("Pulled gemma3:4b")
@@ -396,6 +376,6 @@ def test_official_requester_cancels_a_pull_task(
     requester: str, settings: Settings, fake: FakeOllama, era: str
 ) -> None:
     fake.pull_behavior = SLOW_PULL
-    out = _run_pull_requester(requester, settings, era, "cancel")
+    (out,) = run_requester(requester, settings, era, "cancel", tool="pull_model")
     assert out == {"kind": "task", "acknowledged": True, "snapshot": "cancelled"}
     assert fake.wait_for_pull_hangup(10.0), "Ollama must see the download stopped"

@@ -485,43 +485,41 @@ def requester() -> str:
     return node
 
 
-def run_requester(node: str, settings: Settings, era: str, mode: str) -> dict[str, Any]:
+def run_requester(
+    node: str, settings: Settings, era: str, modes: str, tool: str = "chat"
+) -> list[dict[str, Any]]:
+    """The official requester's outputs, one per mode (``complete``, ``cancel`` or both,
+    comma-separated, run one after the other on one connection) for ``tool`` (chat or pull_model)."""
     env = {
         **os.environ,
         "OLLAMA_HOST": settings.ollama_url,
         "MCP_OLLAMA_DB": settings.db_path,
         "MCP_OLLAMA_PRELOAD": "off",
         "MCP_OLLAMA_MAX_PARALLEL": "64",  # the fake serves any number at once
+        "REQUESTER_TOOL": tool,
     }
-    argv = [node, str(REQUESTER), str(PREFIX), era, mode, sys.executable, "-m", "mcp_ollama"]
+    argv = [node, str(REQUESTER), str(PREFIX), era, modes, sys.executable, "-m", "mcp_ollama"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
-    output: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return output
+    outputs = [json.loads(line) for line in proc.stdout.strip().splitlines()[-len(modes.split(",")) :]]
+    return outputs
 
 
 @pytest.mark.parametrize("era", ["legacy", "modern"])
-def test_official_requester_completes_a_chat_task(
+def test_official_requester_completes_a_chat_task_then_cancels_one(
     requester: str, settings: Settings, fake: FakeOllama, era: str
 ) -> None:
-    # 30 tokens at 50 ms: at least 1.45 s, past the 2026-07-28 direct-answer wait, so a task.
-    fake.enqueue(Behavior(token_count=30, token_delay=0.05))
-    out = run_requester(requester, settings, era, "complete")
-    assert out["kind"] == "task" and out["status"] == "completed"
-    answer = out["result"]["structuredContent"]["answer"]
+    # 30 tokens at 50 ms: at least 1.45 s, past the 2026-07-28 direct-answer wait, so a task;
+    # then one that outlasts the test, cancelled once its first token is in.
+    fake.enqueue(Behavior(token_count=30, token_delay=0.05), SLOW)
+    done, cancelled = run_requester(requester, settings, era, "complete,cancel")
+    assert done["kind"] == "task" and done["status"] == "completed"
+    answer = done["result"]["structuredContent"]["answer"]
     assert answer.startswith("tok0 tok1") and answer.split()[-1] == "tok29"
-    assert out["result"]["content"][0]["text"] == answer
+    assert done["result"]["content"][0]["text"] == answer
     if era == "legacy":
-        assert out["statuses"][-1] == "completed"
-
-
-@pytest.mark.parametrize("era", ["legacy", "modern"])
-def test_official_requester_cancels_a_chat_task(
-    requester: str, settings: Settings, fake: FakeOllama, era: str
-) -> None:
-    fake.enqueue(SLOW)
-    out = run_requester(requester, settings, era, "cancel")
-    assert out == {"kind": "task", "acknowledged": True, "snapshot": "cancelled"}
+        assert done["statuses"][-1] == "completed"
+    assert cancelled == {"kind": "task", "acknowledged": True, "snapshot": "cancelled"}
     assert fake.wait_for_hangup(), "Ollama must see the stream closed"
 
 

@@ -1,9 +1,11 @@
 // The official MCP tasks requester (npm @modelcontextprotocol/ext-tasks on
 // @modelcontextprotocol/client) driving mcp-ollama's `chat` (or, with REQUESTER_TOOL=pull_model, `pull_model`) as a task over stdio.
 //
-//   node requester.mjs <prefix> <legacy|modern> <complete|cancel> <command> [args...]
+//   node requester.mjs <prefix> <legacy|modern> <modes> <command> [args...]
 //
-// <prefix> is the npm prefix holding both packages (.ci/node). Prints one JSON line on stdout:
+// <prefix> is the npm prefix holding both packages (.ci/node); <modes> is "complete", "cancel" or
+// both, comma-separated, run one after the other on the same connection. Prints one JSON line per
+// mode on stdout:
 //   complete: {"kind", "status", "result", "statuses"}   (statuses: notifications/tasks/status seen)
 //   cancel:   {"kind", "acknowledged", "snapshot"}       (snapshot: the task's own status afterwards)
 // Exits 1 with the error on stderr when anything fails.
@@ -11,7 +13,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const [prefix, era, mode, command, ...args] = process.argv.slice(2);
+const [prefix, era, modes, command, ...args] = process.argv.slice(2);
 
 // The packages live in <prefix>/node_modules, not next to this file: resolve their ESM entry points
 // through their package.json "exports" (the same files their own imports load).
@@ -79,23 +81,25 @@ try {
   const [tool, args, started] = pulling
     ? ["pull_model", { model: "gemma3:4b" }, " %"]
     : ["chat", { message: "tell me a long story" }, "tokens so far"];
-  const execution = await session.callTool(tool, args, { task: { preference: "require" } });
-  if (execution.kind !== "task") throw new Error(`expected a task, got ${execution.kind}`);
-  if (mode === "cancel") {
-    // Cancel once the model is writing (its first token is in the status message) or bytes are
-    // coming (a percentage), so that there is a stream for the server to close.
-    const task = session.task(execution.handle.taskId);
-    for (let polls = 0; !((await task.snapshot()).statusMessage ?? "").includes(started); polls++) {
-      if (polls > 500) throw new Error(`the ${tool} call never started`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
+  for (const mode of modes.split(",")) {
+    const execution = await session.callTool(tool, args, { task: { preference: "require" } });
+    if (execution.kind !== "task") throw new Error(`expected a task, got ${execution.kind}`);
+    if (mode === "cancel") {
+      // Cancel once the model is writing (its first token is in the status message) or bytes are
+      // coming (a percentage), so that there is a stream for the server to close.
+      const task = session.task(execution.handle.taskId);
+      for (let polls = 0; !((await task.snapshot()).statusMessage ?? "").includes(started); polls++) {
+        if (polls > 500) throw new Error(`the ${tool} call never started`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await execution.cancel();
+      const snapshot = await session.task(execution.handle.taskId).snapshot();
+      console.log(JSON.stringify({ kind: execution.kind, acknowledged: true, snapshot: snapshot.status }));
+    } else {
+      const { outcome } = await execution.settle();
+      const result = resultFromTaskOutcome(outcome);
+      console.log(JSON.stringify({ kind: execution.kind, status: outcome.status, result, statuses }));
     }
-    await execution.cancel();
-    const snapshot = await session.task(execution.handle.taskId).snapshot();
-    console.log(JSON.stringify({ kind: execution.kind, acknowledged: true, snapshot: snapshot.status }));
-  } else {
-    const { outcome } = await execution.settle();
-    const result = resultFromTaskOutcome(outcome);
-    console.log(JSON.stringify({ kind: execution.kind, status: outcome.status, result, statuses }));
   }
 } catch (error) {
   console.error(error?.stack ?? String(error));
