@@ -2,7 +2,8 @@
 
 A bare ``MCPServer`` with one async tool that makes ONE non-streaming POST to ``/api/chat``
 and returns the answer's text. No sessions, no store, no progress, no validation beyond the
-SDK's own. ``bench/run.py`` compares ``python -m mcp_ollama`` against it.
+SDK's own. ``bench/run.py`` compares ``python -m mcp_ollama`` against it. The model is
+``MCP_OLLAMA_MODEL`` (llama3:8b), or the call's ``model`` (row 11 chats with two).
 
 The HTTP client is built on the first call and then reused (building one per call would
 cost an SSL context, tens of ms, and measure httpx rather than the floor). Reads
@@ -24,14 +25,14 @@ _client: httpx.AsyncClient | None = None
 
 
 @mcp.tool()
-async def chat(message: str) -> str:
+async def chat(message: str, model: str | None = None) -> str:
     """Send a message to the local model and return its answer."""
     global _client
     if _client is None:
         _client = httpx.AsyncClient(base_url=OLLAMA_URL, timeout=300.0, trust_env=False)
     response = await _client.post(
         "/api/chat",
-        json={"model": MODEL, "messages": [{"role": "user", "content": message}], "stream": False},
+        json={"model": model or MODEL, "messages": [{"role": "user", "content": message}], "stream": False},
     )
     response.raise_for_status()
     return str(response.json()["message"]["content"])

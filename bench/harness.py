@@ -63,6 +63,12 @@ class Config:
     hosts_calls: int = 4
     hosts_latency_s: float = 0.2
     hosts_rounds: int = 2
+    models_chats: int = 16
+    models_latency_s: float = 0.2
+    models_tokens: int = 5
+    models_token_delay: float = 0.01
+    models_rounds: int = 10
+    models_parallel_rounds: int = 16
 
 
 DEFAULT = Config(
@@ -102,6 +108,8 @@ QUICK = dataclasses.replace(
     http_rounds=1,
     hosts_calls=3,
     hosts_rounds=1,
+    models_rounds=2,
+    models_parallel_rounds=4,
 )
 
 # --------------------------------------------------------------------------- statistics

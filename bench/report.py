@@ -3,7 +3,7 @@
 A row is a dict: ``id``, ``metric``, ``reference``, ``ours``, ``target``, ``pass`` (True, False,
 or None for information), ``verdict``, and any raw numbers; ``run.py`` prints ``render``'s table
 and writes the rows into the results JSON. ``report_stdio.py`` makes rows 1-8 and
-``report_http.py`` rows 9 and 10.
+11, ``report_http.py`` rows 9 and 10.
 """
 
 from __future__ import annotations

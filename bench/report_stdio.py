@@ -1,4 +1,4 @@
-"""Rows 1-8 of the report (the stdio scenarios), from the samples ``run.py`` collected."""
+"""Rows 1-8 and 11 of the report (the stdio scenarios), from the samples ``run.py`` collected."""
 
 from __future__ import annotations
 
@@ -227,4 +227,47 @@ def evaluate(
         f"{pct(uf, 50) / pct(warm, 50):.1f}x warm; loads per server: "
         + ",".join(str(x["loads"]) for x in unwaited + waited),
     )
+    return rows
+
+
+def evaluate_models(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows 11 and 11b (``models_scenarios.bench_models``): 16 chats over two models vs the floor."""
+    rows: list[dict[str, Any]] = []
+    row = row_adder(rows)
+    n, models = res["chats"], len(res["models"])
+
+    def at_fake(stats: dict[str, Any]) -> str:
+        per_model = "/".join(str(v) for v in stats["peak_generating"].values())
+        return f"{per_model} per model, {stats['peak_models']} models, {stats['peak_open']} requests open"
+
+    for tid, part in (("11", "serial"), ("11b", "parallel")):
+        got = res[part]
+        fl, ou = got["floor"], got["ours"]
+        fw, ow = pct(fl["wall_ms"], 50), pct(ou["wall_ms"], 50)
+        ratio = ow / fw
+        pr = paired(ou["wall_ms"], fl["wall_ms"], lambda x, y: x / y)
+        ours_mp = got["ours_max_parallel"]
+        if ours_mp == "default":
+            ours_mp = f"default {res['ours_default_max_parallel']}"
+        row(
+            tid,
+            f"{n} chats at once over {models} models, fake {got['fake_num_parallel']} chat(s) per model at "
+            f"once, ours --max-parallel {ours_mp}: wall (median of {len(ou['wall_ms'])}); chat p50 / p99; "
+            "most at once at the fake",
+            f"floor {fw:.0f} ms; {pct(fl['chat_ms'], 50):.0f} / {pct(fl['chat_ms'], 99):.0f} ms; "
+            f"{at_fake(fl['fake'])}",
+            f"{ow:.0f} ms = {ratio:.3f}x (paired {pr:.3f}x); {pct(ou['chat_ms'], 50):.0f} / "
+            f"{pct(ou['chat_ms'], 99):.0f} ms; {at_fake(ou['fake'])}",
+            "wall <= 1.10x floor",
+            ratio <= 1.10,
+            f"{ratio - 1.10:.3f}x ({ow - 1.10 * fw:.0f} ms over 1.10x)",
+            wall_ratio=ratio,
+            paired_ratio=pr,
+            floor_wall=summary(fl["wall_ms"]),
+            ours_wall=summary(ou["wall_ms"]),
+            floor_chat=summary(fl["chat_ms"]),
+            ours_chat=summary(ou["chat_ms"]),
+            floor_fake=fl["fake"],
+            ours_fake=ou["fake"],
+        )
     return rows

@@ -1,7 +1,7 @@
 """Performance bench for mcp-ollama against a floor server, all against one loopback fake Ollama.
 
     python bench/run.py [--quick] [--at REV] [--out FILE] [--keep] [--no-peer] [--no-peer-install]
-                        [--http-only | --no-http]
+                        [--http-only | --no-http | --models-only]
 
 Writes ``bench/results/latest.json`` (committed; ``--quick``: ``bench/results/quick.json``,
 git-ignored). ``--at REV`` measures that commit's ``src/`` and ``tests/`` (``git archive``
@@ -45,6 +45,16 @@ run; ``--http-only`` runs only them and writes ``bench/results/http.json``, ``--
 10. Chats/s with two Ollama hosts vs one, each host answering one 200 ms chat at a time, 8
     clients: at least 1.8x.
 
+Rows 11, 11b (``bench/models_scenarios.py``; about 50 s, skipped by ``--http-only``;
+``--models-only`` runs only them and writes ``bench/results/models.json``):
+
+11.  16 chats at once on one stdio connection, 8 with llama3:8b and 8 with qwen2.5:7b (200 ms to
+     the first token, 5 tokens), the fake generating one chat per model at a time (Ollama's
+     default), ours with its defaults (``--max-parallel`` 1): wall time within 1.10x the floor's
+     (the floor names the model per call); per-chat p50 / p99 and the most chats, models and
+     requests at once at the fake, for both.
+11b. The same with the fake generating 16 chats per model at once and ours ``--max-parallel 16``.
+
 Method: every comparison interleaves its variants call by call (A B C A B C ...; the cold
 starts alternate AB / BA), so drift on this noisy 2-core machine hits all variants alike,
 and each compared variant has its own server process, called once per round (a process
@@ -56,8 +66,9 @@ keeps it). Exit status: 0 when every target passes, 1 when any is missed.
 This file is the command line. The rest, in ``bench/`` (none imports ``run.py``; no import cycle):
 ``harness.py`` (``Config``, ``Bench``, the fake, statistics: shared by all), ``cold_start.py``
 (rows 1, 6), ``calls.py`` (rows 2-5), ``npm_peer.py`` (row 2d's peer), ``scenarios.py`` (rows 7,
-8), ``http_servers.py`` and ``http_scenarios.py`` (rows 9, 10), ``report.py``,
-``report_stdio.py`` and ``report_http.py`` (the table and its rows), ``snapshot.py`` (``--at``).
+8), ``http_servers.py`` and ``http_scenarios.py`` (rows 9, 10), ``models_scenarios.py`` (row 11),
+``report.py``, ``report_stdio.py`` and ``report_http.py`` (the table and its rows), ``snapshot.py``
+(``--at``).
 """
 
 from __future__ import annotations
@@ -87,6 +98,7 @@ sys.path.insert(0, str(snapshot.CODE))
 
 # The rest imports src/ and tests/: from snapshot.CODE, so only now (--at re-executes first).
 import http_scenarios  # noqa: E402
+import models_scenarios  # noqa: E402
 import report_http  # noqa: E402
 import report_stdio  # noqa: E402
 import scenarios  # noqa: E402
@@ -118,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only the HTTP scenarios (rows 9, 9b, 10; bench/http_scenarios.py)",
     )
     which.add_argument("--no-http", action="store_true", help="skip the HTTP scenarios (rows 9, 9b, 10)")
+    which.add_argument(
+        "--models-only",
+        action="store_true",
+        help="only the two-model scenario (rows 11, 11b; bench/models_scenarios.py)",
+    )
     parser.add_argument(
         "--no-peer-install",
         action="store_true",
@@ -130,9 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = "quick.json" if args.quick else "latest.json"
         if args.http_only:
             name = "http-quick.json" if args.quick else "http.json"
+        if args.models_only:
+            name = "models-quick.json" if args.quick else "models.json"
         args.out = str(REPO / "bench" / "results" / name)
-    if args.http_only:
-        mode += ", http only"
+    if args.http_only or args.models_only:
+        mode += ", http only" if args.http_only else ", two models only"
         args.no_peer = True
     peer = "skipped (--no-peer)" if args.no_peer else find_peer(install=not args.no_peer_install)
     if isinstance(peer, str):
@@ -156,19 +175,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             res: dict[str, Any] = {}
             scen: dict[str, Any] = {}
             http: dict[str, Any] = {}
+            models: dict[str, Any] = {}
             try:
-                if not args.http_only:
+                if not args.http_only and not args.models_only:
                     say("cold start and idle RSS")
                     cold = bench_cold_start(bench)
                     res = anyio.run(bench_async, bench, peer if isinstance(peer, Peer) else None)
                     scen = anyio.run(scenarios.run_scenarios, bench)
-                if not args.no_http:
+                if not args.http_only:
+                    models = anyio.run(models_scenarios.bench_models, bench)
+                if not args.no_http and not args.models_only:
                     http = anyio.run(http_scenarios.run_http, bench)
             finally:
                 for proc in list(bench.procs):
                     reap(proc)
         elapsed = time.perf_counter() - started
-        rows = [] if args.http_only else report_stdio.evaluate(cold, res, cfg, scen, peer)
+        rows = report_stdio.evaluate(cold, res, cfg, scen, peer) if cold else []
+        if models:
+            rows += report_stdio.evaluate_models(models)
         if http:
             rows += report_http.evaluate(http)
         print(render(rows, info, elapsed, mode), flush=True)
@@ -187,7 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             if isinstance(peer, Peer)
             else {"not_run": peer},
-            "samples": {**({"cold_start": cold} if cold else {}), **res, **scen, **http},
+            "samples": {
+                **({"cold_start": cold} if cold else {}),
+                **res,
+                **scen,
+                **({"two_models": models} if models else {}),
+                **http,
+            },
         }
         out.write_text(json.dumps(document, indent=1) + "\n")
         print(f"wrote {out}")
