@@ -93,7 +93,7 @@ class _Chat(_Records):
                 async with self._generation(model.name, watcher):
                     if body.get("stream", True) is False:
                         return await _answer_whole(conn, answer, watcher, keep_alive)
-                    return await _answer_stream(conn, answer, watcher)
+                    return await self._answer_stream(conn, answer, watcher)
             finally:
                 self._use(model.name, epoch, seconds, -1)
         except _ClientGone:
@@ -108,6 +108,10 @@ class _Chat(_Records):
             with self._cond:
                 self._active -= 1
                 self._cond.notify_all()
+
+    async def _answer_stream(self, conn: _Connection, answer: _Answer, watcher: asyncio.Task[None]) -> bool:
+        """Stream one answer; a hook for subclasses (the bench's ``TimedFake`` stamps its first write)."""
+        return await _answer_stream(conn, answer, watcher)
 
     def _prompt(
         self, body: dict[str, Any], model: FakeModel, num_ctx: int, epoch: int
