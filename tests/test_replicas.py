@@ -24,11 +24,14 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp_types import ResourceListChangedNotification, ResourceUpdatedNotification
+from mcp_types import INVALID_PARAMS, ResourceListChangedNotification, ResourceUpdatedNotification
+
+from mcp_ollama.transports.auth import add_token
 
 from .conftest import client_for, free_port
 from .fake_ollama import Behavior, FakeOllama
 from .postgres import fresh_schema, pg_raw
+from .test_tasks import TaskHandle, TasksRequester, expect_error, request, task_call
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # two server processes per test
 
@@ -56,6 +59,7 @@ def _child_env(home: Path) -> dict[str, str]:
         "XDG_DATA_HOME": str(home / "data"),
         "MCP_OLLAMA_ANSWER_DEADLINE": ANSWER_DEADLINE,
         "MCP_OLLAMA_HTTP_TOKEN": TOKEN,
+        "MCP_OLLAMA_TOKENS_FILE": str(home / "tokens"),
     }
 
 
@@ -87,6 +91,8 @@ class Pair:
     db: str
     a: Replica
     b: Replica
+    bob: str
+    """The token of another principal, ``bob``, on both replicas (the tokens file)."""
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return pg_raw(self.db, sql, params)
@@ -96,11 +102,12 @@ class Pair:
 def pair(fake: FakeOllama, tmp_path: Path) -> Iterator[Pair]:
     """Replicas A and B, both on one fresh PostgreSQL schema and the test's fake Ollama (started
     together: each start is mostly imports)."""
+    bob = add_token(tmp_path / "tokens", "bob")
     with fresh_schema() as db:
         spawned = [_spawn(db, fake, tmp_path) for _ in range(2)]
         try:
             a, b = (_ready(url, process) for url, process in spawned)
-            yield Pair(db, a, b)
+            yield Pair(db, a, b, bob)
         finally:
             for _, process in spawned:
                 process.terminate()
@@ -109,9 +116,9 @@ def pair(fake: FakeOllama, tmp_path: Path) -> Iterator[Pair]:
 
 
 @asynccontextmanager
-async def client(replica: Replica, era: str, **kwargs: Any) -> AsyncIterator[Client]:
+async def client(replica: Replica, era: str, token: str = TOKEN, **kwargs: Any) -> AsyncIterator[Client]:
     async with (
-        create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+        create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http,
         client_for(
             streamable_http_client(replica.url + "/mcp", http_client=http), era, **kwargs
         ) as connected,
@@ -178,6 +185,108 @@ async def test_a_chat_started_on_one_replica_is_collected_on_the_other(pair: Pai
         final = await b.call_tool("chat_result", {"session_id": sid})
     assert final.structured_content["answer"] == "".join(f"tok{n} " for n in range(40))
     assert set(statuses) <= {"generating", "stored"}
+
+
+async def test_chat_result_on_the_other_replica_shows_the_answer_so_far_then_all_of_it(
+    pair: Pair, fake: FakeOllama
+) -> None:
+    """A keeps the answer so far in the job's record (at most once a second): B's chat_result shows
+    a growing prefix of it, with status generating, as A's own would, then the stored answer."""
+    fake.default = Behavior(token_count=120, token_delay=0.05)  # ~6 s: several saves of its progress
+    whole = "".join(f"tok{n} " for n in range(120))
+    async with client(pair.a, "modern") as a:
+        started = await a.call_tool("chat", {"message": "a long one"})
+    assert started.structured_content["status"] == "generating", text_of(started)
+    sid = started.structured_content["session_id"]
+    seen: list[dict[str, Any]] = []
+    async with client(pair.b, "legacy") as b:
+        with anyio.fail_after(60):
+            while not seen or seen[-1]["status"] != "stored":
+                result = await b.call_tool("chat_result", {"session_id": sid})
+                seen.append(result.structured_content)
+                if seen[-1]["answer"] and seen[-1]["status"] == "generating":
+                    assert "So far:\n" + seen[-1]["answer"] in text_of(result)
+    assert seen[-1]["answer"] == whole
+    partial = [found["answer"] for found in seen[:-1]]
+    assert {found["status"] for found in seen[:-1]} <= {"generating"}
+    assert len(set(filter(None, partial))) >= 2, partial  # saved again as it grew, not only once
+    assert all(whole.startswith(answer) for answer in partial), partial
+    assert partial == sorted(partial, key=len)  # it only grows
+    assert all(found["tokens_so_far"] > 0 for found in seen[:-1] if found["answer"])
+    # The job's record keeps no progress once the turn is stored.
+    assert pair.rows("SELECT status, partial, progress FROM jobs") == [("complete", None, None)]
+
+
+async def test_a_handshake_era_task_on_one_replica_is_found_and_collected_on_the_other(
+    pair: Pair, fake: FakeOllama
+) -> None:
+    """tasks/get and tasks/result on B for a task A runs: through its record (another connection of
+    the same principal may; another principal gets what an unknown id gets), and the same result."""
+    fake.default = Behavior(token_count=60, token_delay=0.05)  # ~3 s
+    whole = "".join(f"tok{n} " for n in range(60))
+    async with client(pair.a, "legacy") as a:
+        task_id = (await task_call(a, "chat", {"message": "as a task"}))["task"]["taskId"]
+        async with client(pair.b, "legacy") as b, client(pair.b, "legacy", token=pair.bob) as bob:
+            working = await request(b, "tasks/get", {"taskId": task_id})
+            unknown = await expect_error(INVALID_PARAMS, bob, "tasks/get", {"taskId": "f" * 32})
+            for method in ("tasks/get", "tasks/result", "tasks/cancel"):
+                foreign = await expect_error(INVALID_PARAMS, bob, method, {"taskId": task_id})
+                assert (foreign.message, foreign.error.data) == (unknown.message, unknown.error.data)
+            there = await request(b, "tasks/result", {"taskId": task_id})
+            after = await request(b, "tasks/get", {"taskId": task_id})
+        here = await request(a, "tasks/result", {"taskId": task_id})
+    assert working["status"] == "working" and working["taskId"] == task_id
+    assert there["structuredContent"]["answer"] == whole and there["isError"] is False
+    assert there["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": task_id}
+    assert there == here
+    assert after["status"] == "completed"
+
+
+async def test_a_handshake_era_task_is_cancelled_from_the_other_replica(pair: Pair, fake: FakeOllama) -> None:
+    fake.default = Behavior(token_count=100_000, token_delay=0.05)  # never ends by itself
+    async with client(pair.a, "legacy") as a:
+        task_id = (await task_call(a, "chat", {"message": "stop me"}))["task"]["taskId"]
+        await until(lambda: fake.active_streams >= 1)
+        async with client(pair.b, "legacy") as b:
+            cancelled = await request(b, "tasks/cancel", {"taskId": task_id})
+            again = await expect_error(INVALID_PARAMS, b, "tasks/cancel", {"taskId": task_id})
+            result = await request(b, "tasks/result", {"taskId": task_id})
+        await until(lambda: fake.hangups >= 1, limit=30)  # A closed Ollama's stream: the model stopped
+        mine = await request(a, "tasks/get", {"taskId": task_id})
+    assert cancelled["status"] == "cancelled", cancelled
+    assert "tasks/cancel on another server replica" in cancelled.get("statusMessage", "")
+    assert "terminal status 'cancelled'" in again.error.message
+    assert result["structuredContent"]["status"] == "cancelled"
+    assert mine["status"] == "cancelled"
+    assert pair.rows("SELECT status FROM jobs") == [("cancelled",)]
+
+
+async def test_a_2026_task_on_one_replica_is_polled_and_collected_on_the_other(
+    pair: Pair, fake: FakeOllama
+) -> None:
+    """A 2026-07-28 chat that outlasts DIRECT_ANSWER_SECONDS becomes a task on A; tasks/get on B
+    shows it working (with what it is doing), then completed with the result inline."""
+    fake.default = Behavior(token_count=80, token_delay=0.05)  # ~4 s
+    whole = "".join(f"tok{n} " for n in range(80))
+    async with client(pair.a, "modern", extensions=[TasksRequester()]) as a:
+        handle = await a.session.call_tool("chat", {"message": "as a task"}, allow_claimed=True)
+    assert isinstance(handle, TaskHandle), handle
+    seen: list[dict[str, Any]] = []
+    async with (
+        client(pair.b, "modern", extensions=[TasksRequester()]) as b,
+        client(pair.b, "modern", token=pair.bob, extensions=[TasksRequester()]) as bob,
+    ):
+        with anyio.fail_after(60):
+            while not seen or seen[-1]["status"] == "working":
+                seen.append(await request(b, "tasks/get", {"taskId": handle.task_id}))
+                await anyio.sleep(0.2)
+        unknown = await expect_error(INVALID_PARAMS, bob, "tasks/get", {"taskId": "f" * 32})
+        foreign = await expect_error(INVALID_PARAMS, bob, "tasks/get", {"taskId": handle.task_id})
+    assert (foreign.message, foreign.error.data) == (unknown.message, unknown.error.data)
+    assert seen[-1]["status"] == "completed", seen[-1]
+    assert seen[-1]["result"]["structuredContent"]["answer"] == whole
+    assert seen[-1]["result"]["resultType"] == "complete"
+    assert any("so far" in found.get("statusMessage", "") for found in seen[:-1]), seen
 
 
 async def test_a_replica_killed_mid_answer_leaves_no_half_turn_and_reads_interrupted_on_the_other(

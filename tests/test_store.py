@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -32,6 +32,7 @@ from mcp_ollama.errors import InvalidSessionId, SessionNotFound, StoreError
 from mcp_ollama.store import (
     ChatStore,
     ImageNote,
+    JobProgress,
     JobRecord,
     Store,
     derive_title,
@@ -179,6 +180,8 @@ def test_new_sqlite_database_has_exactly_the_pinned_schema(sqlite_store: ChatSto
         ("detail", "TEXT", 0, None, 0),
         ("result", "TEXT", 0, None, 0),
         ("principal", "TEXT", 1, "'local'", 0),
+        ("partial", "TEXT", 0, None, 0),
+        ("progress", "TEXT", 0, None, 0),
     ]
     assert columns("session_leases") == [
         ("session_id", "TEXT", 0, None, 1),
@@ -201,6 +204,10 @@ def test_new_sqlite_database_has_exactly_the_pinned_schema(sqlite_store: ChatSto
         "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
     )
     assert indexes == [
+        ("idx_jobs_expires_at", "jobs"),
+        ("idx_jobs_principal_started_at", "jobs"),
+        ("idx_jobs_requester", "jobs"),
+        ("idx_jobs_running", "jobs"),
         ("idx_jobs_session_id", "jobs"),
         ("idx_messages_session_id", "messages"),
         ("idx_sessions_principal_updated_at", "sessions"),
@@ -227,6 +234,7 @@ def test_new_sqlite_database_has_exactly_the_pinned_schema(sqlite_store: ChatSto
         ("m004_add_message_thinking_and_images",),
         ("m005_add_principals",),
         ("m006_create_client_timeouts",),
+        ("m007_add_job_progress_and_job_indexes",),
     ]
     assert [m.__name__ for m in store_module.MIGRATIONS] == [
         "m001_create_sessions_and_messages",
@@ -235,6 +243,7 @@ def test_new_sqlite_database_has_exactly_the_pinned_schema(sqlite_store: ChatSto
         "m004_add_message_thinking_and_images",
         "m005_add_principals",
         "m006_create_client_timeouts",
+        "m007_add_job_progress_and_job_indexes",
     ]
 
 
@@ -278,6 +287,7 @@ def test_a_newly_added_migration_runs_once_on_the_next_open(db: Db, monkeypatch:
         ("m004_add_message_thinking_and_images",),
         ("m005_add_principals",),
         ("m006_create_client_timeouts",),
+        ("m007_add_job_progress_and_job_indexes",),
         ("m099_add_pinned",),
     ]
 
@@ -302,6 +312,7 @@ def test_a_failing_migration_leaves_no_trace(db: Db, monkeypatch: pytest.MonkeyP
         ("m004_add_message_thinking_and_images",),
         ("m005_add_principals",),
         ("m006_create_client_timeouts",),
+        ("m007_add_job_progress_and_job_indexes",),
     ]
 
 
@@ -337,10 +348,11 @@ def test_a_database_at_the_previous_schema_gains_m004_and_keeps_its_messages(
         store.append_turn("old", model="qwen3:8b", user="again", assistant="yes", thinking="hmm")
         assert store.messages("old")[-1].thinking == "hmm"
         assert store.get_session("old") is not None and store.get_session("old").principal == "local"  # type: ignore[union-attr]
-    assert [name for (name,) in raw(db, "SELECT name FROM _migrations ORDER BY name")][-3:] == [
+    assert [name for (name,) in raw(db, "SELECT name FROM _migrations ORDER BY name")][-4:] == [
         "m004_add_message_thinking_and_images",
         "m005_add_principals",
         "m006_create_client_timeouts",
+        "m007_add_job_progress_and_job_indexes",
     ]
 
 
@@ -924,6 +936,32 @@ def test_a_running_task_record_outlives_its_ttl(store: Store) -> None:
     assert sorted(record.id for record in listed) == ["fresh", "running"]
 
 
+def test_a_running_jobs_progress_is_kept_until_it_ends(store: Store) -> None:
+    """What another replica's chat_result shows: the answer so far and what the job is doing, saved
+    in one call for several jobs; a job that has ended keeps its end, and its progress is dropped."""
+    at = datetime.now(UTC)
+    first = JobProgress("Once upon", "writing", tokens=2, message="m: 2 tokens so far", changed_at=at)
+    store.record_job(_job("a", "s1", "running", progress=first))
+    store.record_job(_job("b", "s2", "running"))
+    store.record_job(_job("c", "s3", "complete"))
+    assert (store.get_job("a") or _job("", "x", "")).progress == first
+    assert (store.get_job("b") or _job("", "x", "")).progress is None
+    later = replace(first, partial="Once upon a time\x00", tokens=5, thoughts=1)
+    store.save_progress({"a": later, "b": JobProgress("", "queued"), "c": later})
+    found = store.get_job("a")
+    assert found is not None and found.progress is not None and found.heartbeat_at >= at
+    assert found.progress.partial.startswith("Once upon a time") and found.progress.tokens == 5
+    assert (found.progress.thoughts, found.progress.changed_at) == (1, at)
+    assert (store.get_job("b") or _job("", "x", "")).progress == JobProgress("", "queued")
+    assert (store.get_job("c") or _job("", "x", "")).progress is None  # ended: left as it was
+    store.finish_job("a", "cancelled", "stopped")
+    ended = store.get_job("a")
+    assert ended is not None and ended.status == "cancelled" and ended.progress is None
+    store.append_turn("s2", model="m", user="u", assistant="all of it", job_id="b")
+    assert (store.get_job("b") or _job("", "x", "")).progress is None
+    store.save_progress({})
+
+
 # --- one protocol, two backends ---------------------------------------------------------
 
 
@@ -998,7 +1036,7 @@ def test_new_postgres_schema_has_the_pinned_tables_and_byte_order_keys(pg: Db) -
     ]  # fmt: skip
     assert pg.columns("jobs") == [
         "id", "session_id", "model", "status", "owner", "requester", "started_at", "heartbeat_at",
-        "finished_at", "expires_at", "detail", "result", "principal",
+        "finished_at", "expires_at", "detail", "result", "principal", "partial", "progress",
     ]  # fmt: skip
     collations = raw(
         pg,
@@ -1009,6 +1047,9 @@ def test_new_postgres_schema_has_the_pinned_tables_and_byte_order_keys(pg: Db) -
     assert ("messages", "session_id") in collations and ("jobs", "started_at") in collations
     indexes = raw(pg, "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() ORDER BY 1")
     assert [name for (name,) in indexes if name.startswith("idx_")] == [
+        "idx_jobs_expires_at",
+        "idx_jobs_principal_started_at",
+        "idx_jobs_requester",
         "idx_jobs_running",
         "idx_jobs_session_id",
         "idx_messages_session_id",

@@ -23,7 +23,7 @@ from .text import clean_text, count
 from .turns import Commit, TurnOutcome, TurnPlan, Undo
 
 if TYPE_CHECKING:
-    from ..store import JobRecord
+    from ..store import JobProgress, JobRecord
 
 
 class JobState(StrEnum):
@@ -188,6 +188,14 @@ class Job:
         self._changed.set()
         self._done.set()
 
+    def snapshot(self) -> JobProgress:
+        """How far the job has got, as its record keeps it for other replicas (``Jobs``)."""
+        from ..store import JobProgress
+
+        return JobProgress(
+            self.partial, self.state.value, self.tokens, self.thoughts, self.message, self.last_change
+        )
+
     def record(self, owner: str) -> JobRecord:
         from ..store import JobRecord
 
@@ -207,6 +215,7 @@ class Job:
             requester=self.requester,
             expires_at=self.expires_at,
             principal=self.plan.principal,
+            progress=None if self.done else self.snapshot(),
         )
 
 

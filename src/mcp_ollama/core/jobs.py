@@ -38,6 +38,9 @@ LIVENESS_INTERVAL = 15.0
 """Seconds between refreshes of a running recorded job's heartbeat."""
 STALE_AFTER = timedelta(seconds=4 * LIVENESS_INTERVAL)
 """A running record not refreshed for this long belongs to a process that died."""
+PROGRESS_INTERVAL = 1.0
+"""Seconds between saves of how far recorded running jobs have got (the answer so far): at most
+one write per job per interval, only for jobs that changed, all of them in one transaction."""
 FINISHED_KEPT = 256
 """Finished jobs kept in memory for ``chat_result``; older ones are answered from the store."""
 
@@ -68,6 +71,8 @@ class Jobs:
         self._heartbeat_interval = heartbeat_interval
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._finished: deque[str] = deque()
+        self._saved: dict[str, tuple[object, ...]] = {}
+        """What ``_keep_progress`` last saved of each recorded running job (``_mark``)."""
         self._tg: TaskGroup | None = None
 
     async def __aenter__(self) -> Jobs:
@@ -76,6 +81,7 @@ class Jobs:
         self._tg.start_soon(self._keep_records_alive)
         self._tg.start_soon(self._keep_leases)
         self._tg.start_soon(self._heartbeats)
+        self._tg.start_soon(self._keep_progress)
         return self
 
     async def __aexit__(
@@ -132,6 +138,7 @@ class Jobs:
         """
         if not job.recorded:
             job.recorded = True
+            self._saved[job.id] = _mark(job)  # the record carries its progress so far
             self._save(job)
 
     def stored_state(self, record: JobRecord) -> JobState:
@@ -250,6 +257,25 @@ class Jobs:
                 except Exception:
                     logger.warning("could not refresh job records", exc_info=True)
 
+    async def _keep_progress(self) -> None:
+        """Every ``PROGRESS_INTERVAL``: how far each recorded running job that changed has got, to
+        the store, so that ``chat_result`` and ``tasks/get`` on another replica (or process) can
+        show the answer so far. Never per token: one transaction a second at most."""
+        while True:
+            await anyio.sleep(PROGRESS_INTERVAL)
+            running = [job for job in self._jobs.values() if job.recorded and not job.done]
+            marks = {job.id: _mark(job) for job in running}
+            due = {job.id: job.snapshot() for job in running if self._saved.get(job.id) != marks[job.id]}
+            self._saved = {job_id: self._saved[job_id] for job_id in marks if job_id in self._saved}
+            if not due:
+                continue
+            try:
+                await anyio.to_thread.run_sync(self._store.save_progress, due)
+            except Exception:
+                logger.warning("could not save the progress of running jobs", exc_info=True)
+                continue
+            self._saved.update((job_id, marks[job_id]) for job_id in due)
+
     async def _keep_leases(self) -> None:
         """Renew this process's session leases while any job runs (often: a dead holder is found soon)."""
         while True:
@@ -259,3 +285,8 @@ class Jobs:
                     await anyio.to_thread.run_sync(self._store.renew_leases, self.owner, LEASE_SECONDS)
                 except Exception:
                     logger.warning("could not renew session leases", exc_info=True)
+
+
+def _mark(job: Job) -> tuple[object, ...]:
+    """What changes when a job's saved progress would: its state, counts and message."""
+    return (job.state, job.tokens, job.thoughts, job.message)

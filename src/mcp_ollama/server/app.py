@@ -121,7 +121,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                         cancel_grace=chat_tools.CANCEL_GRACE_SECONDS,
                     )
                     jobs.spawn(tasks.purge_forever)
-                    jobs.spawn(lambda: relay_changes(peers, store, jobs))  # other replicas' changes
+                    jobs.spawn(lambda: relay_changes(peers, store, jobs, tasks))  # other replicas' changes
                     chat_tool = Tool.from_function(chat_tools.chat)
                     yield AppState(
                         settings, pool, store, chat, jobs, peers, tasks, chat_tool, patience=patience

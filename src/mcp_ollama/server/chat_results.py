@@ -9,6 +9,7 @@ from ..core.job import Job, JobState
 from ..core.text import count
 from ..core.turns import TurnOutcome
 from ..errors import McpOllamaError, SessionNotFound
+from ..store import JobProgress
 from .errors import public_text, tool_error
 from .results import ChatResult, ChatStatus, Usage, complete_result, complete_text
 from .state import AppState, session_uri, structured_result
@@ -55,33 +56,46 @@ def complete(job: Job, outcome: TurnOutcome) -> CallToolResult:
 
 def generating(job: Job, *, new_session: bool) -> CallToolResult:
     """The part written so far: the job goes on, and ``chat_result`` gets the rest."""
-    sid = job.session_id
-    if job.state is JobState.QUEUED:
+    return _generating(job.session_id, job.model, job.snapshot(), new_session=new_session)
+
+
+def _generating(sid: str, model: str, progress: JobProgress, *, new_session: bool) -> CallToolResult:
+    """``generating`` from how far a job has got: this process's job, or one whose record another
+    replica (or process) keeps up to date (``from_store``)."""
+    tokens, thoughts = progress.tokens, progress.thoughts
+    if progress.state == JobState.QUEUED:
         doing = "is waiting for the previous answer in this session to finish"
-    elif job.tokens == 0 and job.thoughts:
-        doing = f"is thinking ({count(job.thoughts, 'token')} of thinking so far)"
-    elif job.tokens == 0:
+    elif tokens == 0 and thoughts:
+        doing = f"is thinking ({count(thoughts, 'token')} of thinking so far)"
+    elif tokens == 0:
         doing = "has not written anything yet (it may be loading the model or reading the prompt)"
     else:
-        doing = f"is still writing ({count(job.tokens, 'token')} so far)"
+        doing = f"is still writing ({count(tokens, 'token')} so far)"
     where = f"new session {sid}" if new_session else f"session {sid}"
-    rest = "the rest" if job.tokens else "the answer"
+    rest = "the rest" if tokens else "the answer"
     text = (
         f"The local model {doing} in {where}. Call `chat_result` with session_id {sid!r} (or with no "
         f"arguments: your most recent chat) to get {rest}; `cancel_chat` stops it."
     )
-    if job.tokens:
-        text += f"\n\nSo far:\n{job.partial}"
+    if tokens:
+        text += f"\n\nSo far:\n{progress.partial}"
     result = ChatResult(
         session_id=sid,
-        model=job.model,
-        answer=job.partial,
+        model=model,
+        answer=progress.partial,
         status="generating",
         new_session=new_session,
-        tokens_so_far=job.tokens,
+        tokens_so_far=tokens,
         saved=False,
     )
     return structured_result(text, result)
+
+
+def still_generating(result: CallToolResult) -> bool:
+    """Whether ``result`` says the answer is still being written."""
+    return isinstance(result.structured_content, dict) and result.structured_content.get("status") == (
+        "generating"
+    )
 
 
 def from_store(state: AppState, sid: str, who: str) -> CallToolResult:
@@ -104,6 +118,10 @@ def from_store(state: AppState, sid: str, who: str) -> CallToolResult:
             return structured_result(text, result)
         if found is JobState.FAILED:
             return tool_error(McpOllamaError(record.detail or "The answer failed."))
+        if found is not JobState.COMPLETE and record.progress is not None:
+            # Written by another replica (or process), which keeps its progress in the record.
+            new = state.store.get_session(sid, principal=who) is None
+            return _generating(sid, record.model, record.progress, new_session=new)
         if found is not JobState.COMPLETE:
             result = ChatResult(
                 session_id=sid, model=record.model, answer="", status="generating", saved=False

@@ -30,7 +30,7 @@ from ..core.structured import Format
 from ..core.text import count
 from ..errors import McpOllamaError, ModelCannot, SessionNotFound
 from ..store import LOCAL, validate_session_id
-from .chat_results import finished_result, from_store, newest_session
+from .chat_results import finished_result, from_store, newest_session, still_generating
 from .errors import public_text, tool_error
 from .principal import principal
 from .replicas import stop_elsewhere
@@ -45,6 +45,9 @@ __all__ = ["cancel_chat", "chat", "chat_result", "finished_result", "start_chat"
 SessionIdArg = Annotated[str, Field(description="The session_id of the conversation.")]
 CANCEL_GRACE_SECONDS = 10.0
 """How long cancel_chat waits for Ollama's stream to close before it answers."""
+ELSEWHERE_POLL_SECONDS = 0.5
+"""How often ``chat_result`` looks at the record of an answer another replica is writing (which
+that replica updates at most once a second), until it ends or the answer deadline comes."""
 
 
 async def chat(
@@ -210,7 +213,16 @@ async def chat_result(
             return tool_error(
                 McpOllamaError("There is no chat to get an answer from yet: send a message with chat first.")
             )
-    return await anyio.to_thread.run_sync(from_store, state, sid, who)
+    found = await anyio.to_thread.run_sync(from_store, state, sid, who)
+    if still_generating(found):  # another replica (or process) writes it: wait as its owner would
+        deadline = await state.patience.deadline(
+            state.store, ctx.request_context, state.settings.answer_deadline
+        )
+        with anyio.move_on_after(deadline - (time.monotonic() - started)):
+            while still_generating(found):
+                await anyio.sleep(ELSEWHERE_POLL_SECONDS)
+                found = await anyio.to_thread.run_sync(from_store, state, sid, who)
+    return found
 
 
 async def cancel_chat(

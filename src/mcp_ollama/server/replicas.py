@@ -3,7 +3,8 @@
 ``tell`` sends a session's change to this server's own subscribers, then publishes it through the
 store; ``relay_changes`` (run for the server's life) hears what other replicas published: changes
 for this server's subscribers, and requests to stop a job this server runs (``stop_elsewhere``,
-``cancel_chat`` on a replica that does not run the job). With SQLite nothing is published and the
+``cancel_chat`` on a replica that does not run the job; ``tasks/cancel`` there, through
+``task_records.cancel_elsewhere``). With SQLite nothing is published and the
 relay returns at once; with PostgreSQL it is NOTIFY and LISTEN (``store.postgres.changes``).
 """
 
@@ -21,6 +22,7 @@ from ..store import Change, JobRecord, Store
 from .compat import Peers
 from .results import ChatCancel
 from .state import AppState, session_uri, structured_result
+from .taskbook import TaskBook
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +46,8 @@ async def tell(peers: Peers, store: Store, change: Change) -> None:
         logger.warning("could not tell the other replicas of a change to %s", change.uri, exc_info=True)
 
 
-async def relay_changes(peers: Peers, store: Store, jobs: Jobs) -> None:
-    """Until cancelled: what other replicas publish, to this server's subscribers and jobs."""
+async def relay_changes(peers: Peers, store: Store, jobs: Jobs, tasks: TaskBook | None = None) -> None:
+    """Until cancelled: what other replicas publish, to this server's subscribers, jobs and tasks."""
     while True:
         changes = await anyio.to_thread.run_sync(store.changes, LISTEN_WAIT)
         if changes is None:
@@ -54,7 +56,9 @@ async def relay_changes(peers: Peers, store: Store, jobs: Jobs) -> None:
             try:
                 if change.cancel is None:
                     await _tell_here(peers, change)
-                elif (job := jobs.get(change.cancel)) is not None and job.cancel(STOPPED_ELSEWHERE):
+                    continue
+                job = jobs.get(change.cancel) or (tasks.job_of(change.cancel) if tasks is not None else None)
+                if job is not None and job.cancel(change.reason or STOPPED_ELSEWHERE):
                     jobs.keep(job)  # its record ends as cancelled: the asking replica waits for that
             except Exception:
                 logger.warning("could not relay a change to %s", change.uri, exc_info=True)

@@ -1,9 +1,11 @@
-"""The task records both protocol eras share: ``ChatTask`` and the ``TaskBook`` that keeps them.
+"""The task records both protocol eras share: the ``TaskBook`` that keeps them (``ChatTask`` is in
+``task_records``, with how a task is read back from the store).
 
 A task wraps one chat job (``core.job``): the book keeps the live ones in memory (bounded) and
 every record in the store's ``jobs`` table (status, requester, expiry, the final tool result
-as JSON) until its time to live has passed. One book per server, made in the lifespan and held
-by ``AppState``; its purge loop runs in the server's task group.
+as JSON) until its time to live has passed; a task another replica runs is found there too.
+One book per server, made in the lifespan and held by ``AppState``; its purge loop runs in the
+server's task group.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ import uuid
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 from mcp.shared.exceptions import MCPError
@@ -27,6 +28,16 @@ from ..core.job import Job, JobState
 from ..core.jobs import Jobs
 from ..core.waiting import follow
 from ..store import JobRecord, Store
+from .task_records import (
+    ChatTask,
+    Notify,
+    RecordStatus,
+    cancel_elsewhere,
+    from_record,
+    may_see,
+    principal_of,
+    wait_elsewhere,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,56 +56,12 @@ FINISHED_TASKS_KEPT = 128
 PURGE_INTERVAL = 60.0
 """Seconds between sweeps of expired task records."""
 
-RecordStatus = Literal["running", "complete", "failed", "cancelled", "interrupted"]
 _ENDED_AS: dict[JobState, RecordStatus] = {
     JobState.COMPLETE: "complete",
     JobState.CANCELLED: "cancelled",
     JobState.INTERRUPTED: "interrupted",
 }
-Notify = Callable[["ChatTask"], Awaitable[None]]
 Progress = Callable[[float, str], Awaitable[None]]
-
-
-@dataclass(eq=False)
-class ChatTask:
-    """One task: its job while it runs, then its final tool result."""
-
-    id: str
-    requester: str
-    created_at: datetime
-    ttl_ms: int
-    job: Job | None = None
-    status: RecordStatus = "running"
-    """In the store's vocabulary; each era's view maps it to its own statuses."""
-    detail: str | None = None
-    """Why it ended, when it did not end well."""
-    result: dict[str, Any] | None = None
-    """The final ``CallToolResult`` as JSON, without ``resultType``."""
-    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    notify: Notify | None = None
-    """Sends a status notification, where the era has a place for one."""
-    ended: anyio.Event = field(default_factory=anyio.Event)
-
-    @property
-    def expires_at(self) -> datetime:
-        return self.created_at + timedelta(milliseconds=self.ttl_ms)
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-    @property
-    def message(self) -> str | None:
-        """What the task is doing now, or why it ended."""
-        if self.running:
-            return (self.job.message if self.job is not None else None) or "the local model is starting"
-        return self.detail
-
-    @property
-    def last_updated(self) -> datetime:
-        if self.running and self.job is not None:
-            return max(self.updated_at, self.job.last_change)
-        return self.updated_at
 
 
 def iso(moment: datetime) -> str:
@@ -199,10 +166,29 @@ class TaskBook:
         task = self._tasks.get(task_id)
         if task is None:
             record = await anyio.to_thread.run_sync(self._store.get_job, task_id)
-            task = self._from_record(record) if record is not None else None
-        if task is None or task.requester != requester or (not task.running and task.expires_at < now):
+            task = from_record(record, self._jobs) if record is not None else None
+            if task is not None and not may_see(task, requester, self._store):
+                task = None
+        elif task.requester != requester:
+            task = None
+        if task is None or (not task.running and task.expires_at < now):
             raise not_found(task_id)
         return task
+
+    async def ended(self, task: ChatTask) -> ChatTask:
+        """``task`` once it has ended (``tasks/result``): from the store, if another replica runs it."""
+        if task.running and task.job is None and task.elsewhere:
+            found = await wait_elsewhere(self._store, self._jobs, task)
+            if found is None:  # expired meanwhile
+                raise not_found(task.id)
+            return found
+        await task.ended.wait()
+        return task
+
+    def job_of(self, task_id: str) -> Job | None:
+        """The job of this server's task ``task_id`` (a cancel another replica sends)."""
+        task = self._tasks.get(task_id)
+        return task.job if task is not None else None
 
     async def page(self, requester: str, limit: int, cursor: str | None) -> tuple[list[ChatTask], str | None]:
         """One page of ``requester``'s tasks, oldest first; -32602 for a cursor not ours."""
@@ -214,12 +200,14 @@ class TaskBook:
             )
         except ValueError:
             raise MCPError(code=INVALID_PARAMS, message="Invalid cursor") from None
-        tasks = [self._tasks.get(r.id) or self._from_record(r) for r in records]
+        tasks = [self._tasks.get(r.id) or from_record(r, self._jobs) for r in records]
         return [task for task in tasks if task is not None], next_cursor
 
     async def cancel(self, task: ChatTask, reason: str) -> bool:
         """Stop ``task``'s model (Ollama's stream is closed before this returns); False if it had ended."""
         job = task.job
+        if task.running and job is None and task.elsewhere:
+            return await cancel_elsewhere(self._store, self._jobs, task, reason, self._cancel_grace)
         if not task.running or job is None:
             return False
         if not job.cancel(reason):  # its answer is already stored: it completes
@@ -306,7 +294,7 @@ class TaskBook:
                         expires_at=task.expires_at,
                         detail=task.detail,
                         result=text,
-                        principal=task.requester.split("|", 1)[0],
+                        principal=principal_of(task.requester),
                     )
                 )
         except Exception:
@@ -322,18 +310,3 @@ class TaskBook:
             await task.notify(task)
         except Exception:  # a requester that went away must not break the task
             logger.debug("could not send a task status notification", exc_info=True)
-
-    def _from_record(self, record: JobRecord) -> ChatTask | None:
-        if record.requester is None or record.expires_at is None:
-            return None  # a job that is no task
-        status: RecordStatus = record.status  # type: ignore[assignment]  # the table's CHECK
-        if status == "running" and self._jobs.stored_state(record) is JobState.INTERRUPTED:
-            status = "interrupted"
-        ttl = int((record.expires_at - record.started_at) / timedelta(milliseconds=1))
-        task = ChatTask(record.id, record.requester, record.started_at, ttl, status=status)
-        task.detail = record.detail
-        task.result = json.loads(record.result) if record.result else None
-        task.updated_at = record.finished_at or record.heartbeat_at
-        if not task.running:
-            task.ended.set()
-        return task

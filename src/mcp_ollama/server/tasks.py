@@ -31,11 +31,11 @@ from .compat import is_modern
 from .errors import tool_error
 from .principal import principal
 from .state import AppState, app_state
+from .task_records import ChatTask
 from .taskbook import (
     DEFAULT_TTL_MS,
     POLL_INTERVAL_MS,
     TASK_TOOLS,
-    ChatTask,
     Progress,
     Requesters,
     TaskBook,

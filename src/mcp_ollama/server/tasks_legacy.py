@@ -161,8 +161,8 @@ async def get_task(ctx: ServerRequestContext[Any, Any], params: TaskIdParams) ->
 
 async def task_result(ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
     """Wait for the task to end; then what plain ``chat`` would have answered."""
-    task = await task_book(ctx).find(requester_of(ctx), params.task_id)
-    await task.ended.wait()
+    book = task_book(ctx)
+    task = await book.ended(await book.find(requester_of(ctx), params.task_id))
     if task.result is None:
         raise MCPError(
             code=INTERNAL_ERROR, message=public_text(task.detail or "The task ended without a result")

@@ -30,6 +30,7 @@ from .records import (
     PRINCIPAL_PATTERN,
     SESSION_ID_PATTERN,
     ImageNote,
+    JobProgress,
     JobRecord,
     SessionInfo,
     StoredMessage,
@@ -48,6 +49,7 @@ __all__ = [
     "Change",
     "ChatStore",
     "ImageNote",
+    "JobProgress",
     "JobRecord",
     "SessionInfo",
     "Store",
@@ -111,6 +113,9 @@ class ChatStore(SessionQueries, JobQueries, ClientQueries):
     def unavailable(cls, path: str, error: StoreError) -> ChatStore:
         """A store that could not be opened: every call raises ``error``, so each tool can explain."""
         return cls(cast(sqlite3.Connection, _Unavailable(error)), path)
+
+    shared_by_replicas = False
+    """Other processes on the file are other hosts' servers, not replicas (``Store``)."""
 
     def publish(self, change: Change) -> bool:
         """Nothing to do: no other server shares a SQLite file's subscribers."""

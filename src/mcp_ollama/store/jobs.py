@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from .base import StoreBase
 from .records import (
     _JOB_COLUMNS,
     LOCAL,
+    JobProgress,
     JobRecord,
     StoredMessage,
     _decode_cursor,
@@ -18,6 +20,7 @@ from .records import (
     _message_from_row,
     _now,
     _page,
+    encode_progress,
     session_key,
 )
 
@@ -32,8 +35,8 @@ class JobQueries(StoreBase):
         with self._transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO jobs (id, session_id, model, status, owner, requester, started_at,"
-                " heartbeat_at, finished_at, expires_at, detail, result, principal)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " heartbeat_at, finished_at, expires_at, detail, result, principal, partial, progress)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     # A task whose call failed before it had a session has none.
@@ -49,6 +52,7 @@ class JobQueries(StoreBase):
                     job.detail,
                     job.result,
                     job.principal,
+                    *encode_progress(job.progress if job.status == "running" else None),
                 ),
             )
 
@@ -60,7 +64,7 @@ class JobQueries(StoreBase):
         with self._transaction() as conn:
             conn.execute(
                 "UPDATE jobs SET status = ?, detail = ?, result = coalesce(?, result), finished_at = ?,"
-                " heartbeat_at = ? WHERE id = ? AND status = 'running'",
+                " heartbeat_at = ?, partial = NULL, progress = NULL WHERE id = ? AND status = 'running'",
                 (status, detail, result, now, now, job_id),
             )
 
@@ -68,6 +72,20 @@ class JobQueries(StoreBase):
         """Keep a finished task's tool result (JSON) with its record."""
         with self._transaction() as conn:
             conn.execute("UPDATE jobs SET result = ? WHERE id = ?", (result, job_id))
+
+    def save_progress(self, progress: Mapping[str, JobProgress]) -> None:
+        """Keep how far each of these running jobs (by id) has got, in one transaction; a job that
+        has ended meanwhile keeps its end. Also a heartbeat: their owner is alive."""
+        if not progress:
+            return
+        now = _now()
+        rows = [(*encode_progress(p), now, job_id) for job_id, p in progress.items()]
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE jobs SET partial = ?, progress = ?, heartbeat_at = ?"
+                " WHERE id = ? AND status = 'running'",
+                rows,
+            )
 
     def touch_jobs(self, owner: str) -> None:
         """Refresh the heartbeat of every job ``owner`` is running: it is alive."""

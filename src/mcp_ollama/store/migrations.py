@@ -122,6 +122,25 @@ def m006_create_client_timeouts(conn: sqlite3.Connection) -> None:
     )
 
 
+def m007_add_job_progress_and_job_indexes(conn: sqlite3.Connection) -> None:
+    # How far a running job has got (its answer so far, and what it is doing), saved at most once
+    # a second, for chat_result and tasks/get in another process; cleared when the job ends.
+    conn.execute("ALTER TABLE jobs ADD COLUMN partial TEXT")
+    conn.execute("ALTER TABLE jobs ADD COLUMN progress TEXT /* JSON: state, tokens, thoughts, message */")
+    # Every jobs query by something other than its id or session: the heartbeat of a process's
+    # running jobs, the purge of expired tasks, a requester's task list, a principal's newest chat.
+    # None of them may read the whole table, which grows with every answer that outlived its call.
+    conn.execute("CREATE INDEX idx_jobs_running ON jobs(owner) WHERE status = 'running'")
+    conn.execute("CREATE INDEX idx_jobs_expires_at ON jobs(expires_at) WHERE expires_at IS NOT NULL")
+    conn.execute(
+        "CREATE INDEX idx_jobs_requester ON jobs(requester, started_at, id) WHERE requester IS NOT NULL"
+    )
+    conn.execute(
+        "CREATE INDEX idx_jobs_principal_started_at ON jobs(principal, started_at DESC)"
+        " WHERE requester IS NULL"
+    )
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_create_sessions_and_messages,
     m002_create_jobs,
@@ -129,6 +148,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m004_add_message_thinking_and_images,
     m005_add_principals,
     m006_create_client_timeouts,
+    m007_add_job_progress_and_job_indexes,
 )
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from .records import LOCAL, ImageNote, JobRecord, SessionInfo, StoredMessage
+from .records import LOCAL, ImageNote, JobProgress, JobRecord, SessionInfo, StoredMessage
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class Change:
     """The list of sessions changed too (a session made or deleted: ``list_changed``)."""
     cancel: str | None = None
     """Not a change but a request: stop the job with this id (``cancel_chat`` on another replica)."""
+    reason: str | None = None
+    """For a cancel: why, as the job's record will say (``tasks/cancel`` or ``cancel_chat``)."""
 
 
 class Store(Protocol):
@@ -36,6 +38,11 @@ class Store(Protocol):
 
     path: str
     """Where the store lives, safe to show: a file path, or a PostgreSQL URL without its password."""
+
+    shared_by_replicas: bool
+    """Whether replicas of one server, serving the same users, share it (PostgreSQL). A record
+    another owner wrote may then be a task a user started on another replica (``TaskBook``).
+    False for SQLite: other processes on its file are other hosts' servers."""
 
     def close(self) -> None:
         """Close the store. Safe to call twice."""
@@ -124,6 +131,11 @@ class Store(Protocol):
 
     def set_job_result(self, job_id: str, result: str) -> None:
         """Keep a finished task's tool result (JSON) with its record."""
+
+    def save_progress(self, progress: Mapping[str, JobProgress]) -> None:
+        """Keep how far each of these running jobs (by id) has got, in one transaction, and refresh
+        their heartbeats; a job that has ended keeps its end. Its owner calls this at most once a
+        second, for the jobs that changed (``core.jobs``); the job's end clears it."""
 
     def touch_jobs(self, owner: str) -> None:
         """Refresh the heartbeat of every job ``owner`` is running."""

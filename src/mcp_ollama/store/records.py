@@ -127,6 +127,25 @@ class SessionInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class JobProgress:
+    """How far a running job has got, kept with its record (at most once a second) so that
+    ``chat_result`` and ``tasks/get`` on another replica, or another process, can tell."""
+
+    partial: str
+    """The answer written so far."""
+    state: str
+    """``queued``, ``started`` or ``writing`` (``core.job.JobState``)."""
+    tokens: int = 0
+    """Pieces of the answer so far."""
+    thoughts: int = 0
+    """Pieces of thinking so far."""
+    message: str = ""
+    """What the job is doing now, as its progress notifications say."""
+    changed_at: datetime | None = None
+    """When any of this last changed."""
+
+
+@dataclass(frozen=True, slots=True)
 class JobRecord:
     """A generation's record: one that outlived its request, or an MCP task."""
 
@@ -146,6 +165,8 @@ class JobRecord:
     result: str | None = None
     principal: str = LOCAL
     """Whose job it is (the principal of its session)."""
+    progress: JobProgress | None = None
+    """How far it had got when last saved; None once it has ended (or never saved)."""
 
 
 def _now() -> str:
@@ -169,8 +190,36 @@ _Row = tuple[Any, ...]
 
 _JOB_COLUMNS = (
     "id, session_id, model, status, owner, started_at, heartbeat_at, requester, finished_at,"
-    " expires_at, detail, result, principal"
+    " expires_at, detail, result, principal, partial, progress"
 )
+
+
+def encode_progress(progress: JobProgress | None) -> tuple[str | None, str | None]:
+    """A job's progress as its two columns: the answer so far, and the rest as JSON."""
+    if progress is None:
+        return None, None
+    changed = _format_time(progress.changed_at) if progress.changed_at is not None else None
+    rest = {"state": progress.state, "tokens": progress.tokens, "thoughts": progress.thoughts}
+    rest |= {"message": progress.message, "changed_at": changed}
+    return progress.partial, json.dumps(rest, ensure_ascii=False)
+
+
+def _progress(partial: str | None, text: str | None) -> JobProgress | None:
+    if partial is None or not text:
+        return None
+    try:  # progress is a courtesy to readers: a damaged one reads as none
+        rest = json.loads(text)
+        changed = rest.get("changed_at")
+        return JobProgress(
+            partial,
+            str(rest["state"]),
+            int(rest.get("tokens", 0)),
+            int(rest.get("thoughts", 0)),
+            str(rest.get("message", "")),
+            _parse_time(changed) if changed else None,
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def _recent(conn: sqlite3.Connection, session_id: str, max_turns: int) -> list[StoredMessage]:
@@ -208,6 +257,7 @@ def _job_from_row(row: _Row) -> JobRecord:
         detail=row[10],
         result=row[11],
         principal=row[12],
+        progress=_progress(row[13], row[14]),
     )
 
 

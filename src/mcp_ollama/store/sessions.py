@@ -229,7 +229,8 @@ class SessionQueries(StoreBase):
             )
             if job_id is not None:
                 conn.execute(
-                    "UPDATE jobs SET status = 'complete', finished_at = ?, heartbeat_at = ? WHERE id = ?",
+                    "UPDATE jobs SET status = 'complete', finished_at = ?, heartbeat_at = ?, partial = NULL,"
+                    " progress = NULL WHERE id = ?",
                     (now, now, job_id),
                 )
             if lease_owner is not None:

@@ -33,6 +33,9 @@ class PostgresStore(PgJobQueries, PgChanges, PgClientQueries):
     session's turns are taken one at a time through advisory locks.
     """
 
+    shared_by_replicas = True
+    """Several replicas of one server share it (``Store``)."""
+
     @classmethod
     def open(cls, url: str, password: str | None = None, *, shown: str | None = None) -> PostgresStore:
         """Connect to ``url`` and bring its schema up to date (creating the tables if needed).

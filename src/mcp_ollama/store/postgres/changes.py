@@ -26,6 +26,8 @@ class PgChanges(PgBase):
     def publish(self, change: Change) -> bool:
         payload: dict[str, object] = {"from": self._replica, "principal": change.principal}
         payload |= {"uri": change.uri, "list": change.list_changed, "cancel": change.cancel}
+        if change.reason is not None:
+            payload["reason"] = change.reason
         with self._transaction() as conn:
             conn.execute("SELECT pg_notify(%s, %s)", (self._channel, json.dumps(payload)))
         return True
@@ -61,9 +63,13 @@ class PgChanges(PgBase):
             data = json.loads(payload)
             if data["from"] == self._replica:
                 return None
-            cancel = data.get("cancel")
+            cancel, reason = data.get("cancel"), data.get("reason")
             return Change(
-                str(data["principal"]), str(data["uri"]), bool(data["list"]), str(cancel) if cancel else None
+                str(data["principal"]),
+                str(data["uri"]),
+                bool(data["list"]),
+                str(cancel) if cancel else None,
+                str(reason) if reason else None,
             )
         except (ValueError, KeyError, TypeError):
             logger.warning("ignored a change notification that is not ours: %.80r", payload)

@@ -8,12 +8,14 @@ interrupted, at once, instead of after its heartbeat goes stale.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from ..records import (
     _JOB_COLUMNS,
     LOCAL,
+    JobProgress,
     JobRecord,
     StoredMessage,
     _decode_cursor,
@@ -22,9 +24,10 @@ from ..records import (
     _message_from_row,
     _now,
     _page,
+    encode_progress,
     session_key,
 )
-from .sessions import PgSessionQueries
+from .sessions import PgSessionQueries, _text
 
 Conn = Any
 
@@ -43,12 +46,13 @@ class PgJobQueries(PgSessionQueries):
             self._hold_owner(job.owner)  # before the row exists: nobody reads it as a dead owner's
         with self._transaction() as conn:
             conn.execute(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join(['%s'] * 13)})"
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join(['%s'] * 15)})"
                 " ON CONFLICT (id) DO UPDATE SET session_id = EXCLUDED.session_id, model = EXCLUDED.model,"
                 " status = EXCLUDED.status, owner = EXCLUDED.owner, started_at = EXCLUDED.started_at,"
                 " heartbeat_at = EXCLUDED.heartbeat_at, requester = EXCLUDED.requester,"
                 " finished_at = EXCLUDED.finished_at, expires_at = EXCLUDED.expires_at,"
-                " detail = EXCLUDED.detail, result = EXCLUDED.result, principal = EXCLUDED.principal",
+                " detail = EXCLUDED.detail, result = EXCLUDED.result, principal = EXCLUDED.principal,"
+                " partial = EXCLUDED.partial, progress = EXCLUDED.progress",
                 (
                     job.id,
                     session_key(job.session_id, job.principal) if job.session_id else "",
@@ -63,6 +67,7 @@ class PgJobQueries(PgSessionQueries):
                     job.detail,
                     job.result,
                     job.principal,
+                    *_pg_progress(job.progress if job.status == "running" else None),
                 ),
             )
 
@@ -73,13 +78,25 @@ class PgJobQueries(PgSessionQueries):
         with self._transaction() as conn:
             conn.execute(
                 "UPDATE jobs SET status = %s, detail = %s, result = coalesce(%s, result), finished_at = %s,"
-                " heartbeat_at = %s WHERE id = %s AND status = 'running'",
+                " heartbeat_at = %s, partial = NULL, progress = NULL WHERE id = %s AND status = 'running'",
                 (status, detail, result, now, now, job_id),
             )
 
     def set_job_result(self, job_id: str, result: str) -> None:
         with self._transaction() as conn:
             conn.execute("UPDATE jobs SET result = %s WHERE id = %s", (result, job_id))
+
+    def save_progress(self, progress: Mapping[str, JobProgress]) -> None:
+        if not progress:
+            return
+        now = _now()
+        rows = [(*_pg_progress(p), now, job_id) for job_id, p in progress.items()]
+        with self._transaction() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE jobs SET partial = %s, progress = %s, heartbeat_at = %s"
+                " WHERE id = %s AND status = 'running'",
+                rows,
+            )
 
     def touch_jobs(self, owner: str) -> None:
         with self._transaction() as conn:
@@ -162,13 +179,25 @@ class PgJobQueries(PgSessionQueries):
             return rows
         now = _now()
         conn.execute(
-            "UPDATE jobs SET status = 'interrupted', detail = %s, finished_at = %s"
-            " WHERE status = 'running' AND owner = ANY(%s)",
+            "UPDATE jobs SET status = 'interrupted', detail = %s, finished_at = %s, partial = NULL,"
+            " progress = NULL WHERE status = 'running' AND owner = ANY(%s)",
             (DEAD_OWNER, now, sorted(dead)),
         )
         return [
-            (*row[:_STATUS], "interrupted", *row[_STATUS + 1 : 8], now, row[9], DEAD_OWNER, *row[11:])
-            if row[_STATUS] == "running" and row[_OWNER] in dead
-            else row
+            _interrupted(row, now) if row[_STATUS] == "running" and row[_OWNER] in dead else row
             for row in rows
         ]
+
+
+def _interrupted(row: tuple[Any, ...], now: str) -> tuple[Any, ...]:
+    """A dead owner's running row as ``_settle``'s UPDATE left it."""
+    ended = list(row)
+    ended[_STATUS], ended[8], ended[10] = "interrupted", now, DEAD_OWNER  # status, finished_at, detail
+    ended[13] = ended[14] = None  # partial, progress
+    return tuple(ended)
+
+
+def _pg_progress(progress: JobProgress | None) -> tuple[str | None, str | None]:
+    """``encode_progress``, with NUL (which PostgreSQL text cannot hold) as U+FFFD."""
+    partial, rest = encode_progress(progress)
+    return (_text(partial) if partial is not None else None), rest

@@ -122,6 +122,20 @@ def m006_create_client_timeouts(conn: Conn) -> None:
     )
 
 
+def m007_add_job_progress_and_job_indexes(conn: Conn) -> None:
+    conn.execute("ALTER TABLE jobs ADD COLUMN partial TEXT")
+    conn.execute("ALTER TABLE jobs ADD COLUMN progress TEXT")
+    # idx_jobs_running came with m002 here (SQLite gains it now).
+    conn.execute("CREATE INDEX idx_jobs_expires_at ON jobs(expires_at) WHERE expires_at IS NOT NULL")
+    conn.execute(
+        "CREATE INDEX idx_jobs_requester ON jobs(requester, started_at, id) WHERE requester IS NOT NULL"
+    )
+    conn.execute(
+        "CREATE INDEX idx_jobs_principal_started_at ON jobs(principal, started_at DESC)"
+        " WHERE requester IS NULL"
+    )
+
+
 MIGRATIONS: tuple[Callable[[Conn], None], ...] = (
     m001_create_sessions_and_messages,
     m002_create_jobs,
@@ -129,6 +143,7 @@ MIGRATIONS: tuple[Callable[[Conn], None], ...] = (
     m004_add_message_thinking_and_images,
     m005_add_principals,
     m006_create_client_timeouts,
+    m007_add_job_progress_and_job_indexes,
 )
 
 OUR_TABLES = frozenset({"sessions", "messages", "jobs", "session_leases", "client_timeouts"})

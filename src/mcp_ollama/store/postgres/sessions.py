@@ -234,8 +234,8 @@ class PgSessionQueries(PgBase):
                 )
                 if job_id is not None:
                     conn.execute(
-                        "UPDATE jobs SET status = 'complete', finished_at = %s, heartbeat_at = %s"
-                        " WHERE id = %s",
+                        "UPDATE jobs SET status = 'complete', finished_at = %s, heartbeat_at = %s,"
+                        " partial = NULL, progress = NULL WHERE id = %s",
                         (now, now, job_id),
                     )
         finally:
