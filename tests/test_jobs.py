@@ -237,8 +237,10 @@ async def test_a_restart_mid_answer_reports_the_generation_as_interrupted(
     assert stored(short, sid) == []
 
 
-async def test_a_dead_processs_running_job_reads_as_interrupted(settings: Settings, fake: FakeOllama) -> None:
-    """SIGKILL leaves a 'running' record whose heartbeat stops; after a while it is interrupted."""
+async def test_a_dead_processs_running_job_reads_as_interrupted(short: Settings, fake: FakeOllama) -> None:
+    """SIGKILL leaves a 'running' record whose heartbeat stops; after a while it is interrupted.
+    (``short``: chat_result waits out the answer deadline for a job another process is writing.)"""
+    settings = short
     from datetime import UTC, datetime, timedelta
 
     long_ago = datetime.now(UTC) - timedelta(hours=1)
