@@ -69,6 +69,11 @@ class Config:
     models_token_delay: float = 0.01
     models_rounds: int = 10
     models_parallel_rounds: int = 16
+    replicas_clients: int = 16
+    replicas_calls: int = 8
+    replicas_warmup_calls: int = 2
+    replicas_latency_s: float = 0.05
+    replicas_rounds: int = 3
 
 
 DEFAULT = Config(
@@ -110,6 +115,9 @@ QUICK = dataclasses.replace(
     hosts_rounds=1,
     models_rounds=2,
     models_parallel_rounds=4,
+    replicas_calls=3,
+    replicas_warmup_calls=1,
+    replicas_rounds=1,
 )
 
 # --------------------------------------------------------------------------- statistics

@@ -1,4 +1,5 @@
-"""Rows 9, 9b, 9c and 10 of the report (the HTTP scenarios), from ``http_scenarios.run_http``."""
+"""Rows 9, 9b, 9c and 10 of the report (the HTTP scenarios), from ``http_scenarios.run_http``; row 12
+(the replicas) from ``replica_scenarios.bench_replicas``."""
 
 from __future__ import annotations
 
@@ -118,5 +119,91 @@ def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
         one_host_chats_per_s=one,
         two_hosts_chats_per_s=two,
         ratio=ratio,
+    )
+    return rows
+
+
+LABELS = {"sqlite_1": "SQLite x1", "postgres_1": "PG x1", "postgres_2": "PG x2"}
+
+
+def evaluate_replicas(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows 12, 12b, 12c (``replica_scenarios.bench_replicas``): information, but a chat that erred
+    or a replica of ``postgres_2`` that served no chat is a miss (the replicas did not both work)."""
+    rows: list[dict[str, Any]] = []
+    row = row_adder(rows)
+    n, calls = res["clients"], res["calls_per_client"]
+    head = f"replicas, {n} clients x {calls} chats, fake {res['latency_s'] * 1e3:.0f} ms"
+    if "skipped" in res or "new" not in res:
+        row("12", head, "-", "skipped", "info", None, res.get("skipped", "not run"))
+        return rows
+
+    def rate(rounds: list[dict[str, Any]]) -> float:
+        return float(sum(x["calls"] for x in rounds) / sum(x["wall_s"] for x in rounds))
+
+    def per_chat_ms(rounds: list[dict[str, Any]], key: str) -> float:
+        return float(sum(x[key] for x in rounds) / max(1, sum(x["calls"] for x in rounds)) * 1e3)
+
+    for tid, mode, what in (
+        ("12", "new", "new session each"),
+        ("12b", "continue", "each continuing its own"),
+    ):
+        got = res[mode]
+        base = got["sqlite_1"]
+        b50, b99, brate = pct(base["latency_ms"], 50), pct(base["latency_ms"], 99), rate(base["rounds"])
+        cells = []
+        for variant in ("postgres_1", "postgres_2"):
+            lat, r = got[variant]["latency_ms"], rate(got[variant]["rounds"])
+            p50, p99 = pct(lat, 50), pct(lat, 99)
+            cells.append(
+                f"{LABELS[variant]} {p50:.1f} / {p99:.1f} ms, {r:.0f}/s ({p50 / b50:.2f}x, {r / brate:.2f}x)"
+            )
+        split = [x["chats_per_replica"] for x in got["postgres_2"]["rounds"]]
+        errors = {v: sum(x["errors"] + x["failed_requests"] for x in got[v]["rounds"]) for v in got}
+        idle = [i for i in range(2) if sum(s[i] for s in split) == 0]
+        problems = [f"{LABELS[v]} {e} errors" for v, e in errors.items() if e]
+        problems += [f"replica {'AB'[i]} of PG x2 served no chat" for i in idle]
+        if mode == "continue" and "continued_sessions" in res:
+            stored = res["continued_sessions"]
+            want = res["warmup_calls"] + calls * res["rounds"]
+            if stored["sessions"] != n or any(t != want for t in stored["turns"]):
+                problems.append(f"PG x2 sessions hold {stored['turns']} turns, not {n} x {want}")
+        a, b = sum(s[0] for s in split), sum(s[1] for s in split)
+        row(
+            tid,
+            f"{head} ({what}): p50 / p99, chats/s (ratio to SQLite x1); PG x2 chats on A/B",
+            f"SQLite x1 {b50:.1f} / {b99:.1f} ms, {brate:.0f}/s",
+            "; ".join(cells) + f"; A/B {a}/{b}",
+            "info; 0 errors, both replicas serve",
+            False if problems else None,
+            ", ".join(problems),
+            **{
+                v: {"stats": summary(got[v]["latency_ms"]), "chats_per_s": rate(got[v]["rounds"])}
+                for v in LABELS
+                if got[v]["latency_ms"]
+            },
+            chats_per_replica=[a, b],
+            errors=errors,
+        )
+    every = {v: res["new"][v]["rounds"] + res["continue"][v]["rounds"] for v in LABELS}
+    cpu = {v: per_chat_ms(every[v], "server_cpu_s") for v in LABELS}
+    pg = {v: per_chat_ms(every[v], "postgres_cpu_s") for v in LABELS}
+    proxy = {v: per_chat_ms(every[v], "proxy_cpu_s") for v in LABELS}
+
+    def cell(v: str) -> str:
+        total = cpu[v] + pg[v]
+        return f"{LABELS[v]} {cpu[v]:.2f} + {pg[v]:.2f} = {total:.2f} ms ({total / cpu['sqlite_1']:.2f}x)"
+
+    row(
+        "12c",
+        "replicas: CPU per chat, server(s) + PostgreSQL backends; the proxy's (12 and 12b together)",
+        f"SQLite x1 {cpu['sqlite_1']:.2f} ms",
+        f"{cell('postgres_1')}; {cell('postgres_2')}; "
+        f"proxy {min(proxy.values()):.2f}-{max(proxy.values()):.2f} ms",
+        "",
+        None,
+        "",
+        server_cpu_ms_per_chat=cpu,
+        postgres_cpu_ms_per_chat=pg,
+        proxy_cpu_ms_per_chat=proxy,
     )
     return rows

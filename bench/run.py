@@ -1,7 +1,7 @@
 """Performance bench for mcp-ollama against a floor server, all against one loopback fake Ollama.
 
     python bench/run.py [--quick] [--at REV] [--out FILE] [--keep] [--no-peer] [--no-peer-install]
-                        [--http-only | --no-http | --models-only]
+                        [--http-only | --no-http | --models-only | --replicas-only]
 
 Writes ``bench/results/latest.json`` (committed; ``--quick``: ``bench/results/quick.json``,
 git-ignored). ``--at REV`` measures that commit's ``src/`` and ``tests/`` (``git archive``
@@ -55,6 +55,14 @@ Rows 11, 11b (``bench/models_scenarios.py``; about 50 s, skipped by ``--http-onl
      requests at once at the fake, for both.
 11b. The same with the fake generating 16 chats per model at once and ours ``--max-parallel 16``.
 
+Row 12 (``bench/replica_scenarios.py``; about 60 s, in the default run unless ``--no-http``, not in
+``--http-only``; ``--replicas-only`` runs only it and writes ``bench/results/replicas.json``):
+
+12.  16 SDK clients (2026-07-28 era) over streamable HTTP, each making sequential ``chat`` calls
+     (12: a new session each; 12b: continuing its own), a 50 ms fake: one replica on SQLite, one
+     on PostgreSQL, two on one PostgreSQL schema behind a round-robin proxy; p50 / p99 and chats/s
+     (info; a chat that errs or a replica that serves none is a miss). 12c: CPU per chat.
+
 Method: every comparison interleaves its variants call by call (A B C A B C ...; the cold
 starts alternate AB / BA), so drift on this noisy 2-core machine hits all variants alike,
 and each compared variant has its own server process, called once per round (a process
@@ -67,6 +75,7 @@ This file is the command line. The rest, in ``bench/`` (none imports ``run.py``;
 ``harness.py`` (``Config``, ``Bench``, the fake, statistics: shared by all), ``cold_start.py``
 (rows 1, 6), ``calls.py`` (rows 2-5), ``npm_peer.py`` (row 2d's peer), ``scenarios.py`` (rows 7,
 8), ``http_servers.py`` and ``http_scenarios.py`` (rows 9, 10), ``models_scenarios.py`` (row 11),
+``replica_scenarios.py`` and ``rr_proxy.py`` (row 12),
 ``report.py``, ``report_stdio.py`` and ``report_http.py`` (the table and its rows), ``snapshot.py``
 (``--at``).
 """
@@ -99,6 +108,7 @@ sys.path.insert(0, str(snapshot.CODE))
 # The rest imports src/ and tests/: from snapshot.CODE, so only now (--at re-executes first).
 import http_scenarios  # noqa: E402
 import models_scenarios  # noqa: E402
+import replica_scenarios  # noqa: E402
 import report_http  # noqa: E402
 import report_stdio  # noqa: E402
 import scenarios  # noqa: E402
@@ -129,11 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="only the HTTP scenarios (rows 9, 9b, 10; bench/http_scenarios.py)",
     )
-    which.add_argument("--no-http", action="store_true", help="skip the HTTP scenarios (rows 9, 9b, 10)")
+    which.add_argument("--no-http", action="store_true", help="skip the HTTP scenarios (rows 9, 9b, 10, 12)")
     which.add_argument(
         "--models-only",
         action="store_true",
         help="only the two-model scenario (rows 11, 11b; bench/models_scenarios.py)",
+    )
+    which.add_argument(
+        "--replicas-only",
+        action="store_true",
+        help="only the replicas scenario (row 12; bench/replica_scenarios.py)",
     )
     parser.add_argument(
         "--no-peer-install",
@@ -149,9 +164,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = "http-quick.json" if args.quick else "http.json"
         if args.models_only:
             name = "models-quick.json" if args.quick else "models.json"
+        if args.replicas_only:
+            name = "replicas-quick.json" if args.quick else "replicas.json"
         args.out = str(REPO / "bench" / "results" / name)
-    if args.http_only or args.models_only:
-        mode += ", http only" if args.http_only else ", two models only"
+    only = args.http_only or args.models_only or args.replicas_only
+    if only:
+        mode += (
+            ", http only"
+            if args.http_only
+            else ", two models only"
+            if args.models_only
+            else ", replicas only"
+        )
         args.no_peer = True
     peer = "skipped (--no-peer)" if args.no_peer else find_peer(install=not args.no_peer_install)
     if isinstance(peer, str):
@@ -176,16 +200,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             scen: dict[str, Any] = {}
             http: dict[str, Any] = {}
             models: dict[str, Any] = {}
+            replicas: dict[str, Any] = {}
             try:
-                if not args.http_only and not args.models_only:
+                if not only:
                     say("cold start and idle RSS")
                     cold = bench_cold_start(bench)
                     res = anyio.run(bench_async, bench, peer if isinstance(peer, Peer) else None)
                     scen = anyio.run(scenarios.run_scenarios, bench)
-                if not args.http_only:
+                if not args.http_only and not args.replicas_only:
                     models = anyio.run(models_scenarios.bench_models, bench)
-                if not args.no_http and not args.models_only:
+                if not args.no_http and not args.models_only and not args.replicas_only:
                     http = anyio.run(http_scenarios.run_http, bench)
+                if args.replicas_only or not (args.no_http or only):
+                    replicas = anyio.run(replica_scenarios.bench_replicas, bench)
             finally:
                 for proc in list(bench.procs):
                     reap(proc)
@@ -195,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows += report_stdio.evaluate_models(models)
         if http:
             rows += report_http.evaluate(http)
+        if replicas:
+            rows += report_http.evaluate_replicas(replicas)
         print(render(rows, info, elapsed, mode), flush=True)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -217,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **scen,
                 **({"two_models": models} if models else {}),
                 **http,
+                **({"replicas": replicas} if replicas else {}),
             },
         }
         out.write_text(json.dumps(document, indent=1) + "\n")
