@@ -3,6 +3,7 @@ moves one fails here, by name, before anything subtler breaks."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
 
@@ -14,6 +15,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools import ToolManager
+from mcp_types import ToolAnnotations
 
 from mcp_ollama.config import Settings
 from mcp_ollama.server import build_server, sdk
@@ -35,6 +37,34 @@ def test_lowlevel_server_and_tool_manager(settings: Settings) -> None:
     manager = sdk.tool_manager(server)
     assert isinstance(manager, ToolManager)
     assert manager.get_tool("chat") is not None and manager.get_tool("no such tool") is None
+
+
+def _echo(label: str, default: int = 0) -> Callable[..., Awaitable[str]]:
+    async def echo(text: str, n: int = default) -> str:
+        """Say it again."""
+        return f"{text} from {label} ({n})"
+
+    return echo
+
+
+async def test_a_tool_definition_is_built_once_and_each_server_calls_its_own_function() -> None:
+    annotations = ToolAnnotations(title="Echo", read_only_hint=True)
+    servers: dict[str, MCPServer[Any]] = {label: MCPServer(label) for label in ("one", "two", "three")}
+    for label, server in servers.items():
+        sdk.add_tool(
+            server, _echo(label, 7 if label == "three" else 0), title="Echo", annotations=annotations
+        )
+    one, two, three = (sdk.tool_manager(server).get_tool("echo") for server in servers.values())
+    assert one is not None and two is not None and three is not None
+    assert one is not two and one.fn_metadata is two.fn_metadata  # built once, copied per server
+    assert three.fn_metadata is not one.fn_metadata  # a default is part of the definition
+    assert three.parameters["properties"]["n"]["default"] == 7
+    for label, server in servers.items():
+        async with Client(server) as client:
+            result = await client.call_tool("echo", {"text": "hi"})
+            listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert result.content[0].text == f"hi from {label} ({7 if label == 'three' else 0})"  # type: ignore[union-attr]
+        assert listed["echo"].title == "Echo" and listed["echo"].annotations == annotations
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 LIVENESS_INTERVAL = 15.0
 """Seconds between refreshes of a running recorded job's heartbeat."""
+PROBE_LIMIT = 2.0
+"""Seconds a heartbeat waits to learn whether a job's model is loaded."""
 STALE_AFTER = timedelta(seconds=4 * LIVENESS_INTERVAL)
 """A running record not refreshed for this long belongs to a process that died."""
 PROGRESS_INTERVAL = 1.0
@@ -243,7 +245,9 @@ class Jobs:
         if self._probe is None:
             return None
         try:
-            with anyio.fail_after(min(2.0, self._heartbeat_interval)):
+            # Not tied to the heartbeat interval: a short interval on a busy machine would time
+            # out every probe and report a loading model as reading the prompt.
+            with anyio.fail_after(PROBE_LIMIT):
                 return await self._probe(model)
         except (McpOllamaError, TimeoutError):
             return None

@@ -40,7 +40,7 @@ from ..core.jobs import Jobs
 from ..errors import McpOllamaError, SessionNotFound, StoreError
 from ..store import Change, SessionInfo, open_store, unavailable_store, validate_session_id
 from ..transports.stdio import stdio_transport
-from . import chat_tools, model_tools, resources
+from . import chat_tools, model_tools, resources, sdk
 from . import prompts as prompt_handlers
 from .arguments import ArgumentMiddleware
 from .bus import PrincipalBus
@@ -170,21 +170,24 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
 
 
 def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
-    server.add_tool(
+    sdk.add_tool(
+        server,
         chat_tools.chat,
         title="Chat with a local model",
         annotations=tool_annotations(
             "Chat with a local model", read_only=False, destructive=False, idempotent=False
         ),
     )
-    server.add_tool(
+    sdk.add_tool(
+        server,
         chat_tools.chat_result,
         title="Get a chat answer still being written",
         annotations=tool_annotations(
             "Get a chat answer still being written", read_only=True, idempotent=False
         ),
     )
-    server.add_tool(
+    sdk.add_tool(
+        server,
         chat_tools.cancel_chat,
         title="Stop an answer being written",
         annotations=tool_annotations(
@@ -192,7 +195,8 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         ),
     )
 
-    @server.tool(
+    @sdk.tool(
+        server,
         title="List local models",
         annotations=tool_annotations("List local models", read_only=True, idempotent=True),
     )
@@ -234,7 +238,8 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
             lines.append(f"No models are pulled. Pull one with `ollama pull {state.settings.model}`.")
         return structured_result("\n".join(lines), result)
 
-    @server.tool(
+    @sdk.tool(
+        server,
         title="Delete a chat session",
         annotations=tool_annotations(
             "Delete a chat session", read_only=False, destructive=True, idempotent=True
@@ -246,7 +251,8 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         """Delete a stored conversation and all its messages. This cannot be undone."""
         return await _change_session(ctx, peers, session_id, delete=True)
 
-    @server.tool(
+    @sdk.tool(
+        server,
         title="Clear a chat session's history",
         annotations=tool_annotations(
             "Clear a chat session's history", read_only=False, destructive=True, idempotent=True

@@ -24,6 +24,7 @@ from ..backend import admin
 from ..core.job import Job
 from ..errors import McpOllamaError, NotAllowed
 from ..transports.auth import TokenFileError, read_tokens
+from . import sdk
 from .arguments import argument_problem
 from .embedding import embed
 from .errors import tool_error
@@ -216,7 +217,8 @@ async def unload_model(
 def register(server: MCPServer[AppState]) -> None:
     """The model-management tools, on ``server``."""
     # pull_model is the one tool that reaches beyond this machine: the model registry.
-    server.add_tool(
+    sdk.add_tool(
+        server,
         pull_model,
         title="Pull a model into Ollama",
         annotations=ToolAnnotations(
@@ -235,4 +237,4 @@ def register(server: MCPServer[AppState]) -> None:
         (embed, "Embed text", {"read_only": True, "idempotent": True}),
     ]
     for function, title, hints in table:
-        server.add_tool(function, title=title, annotations=tool_annotations(title, **hints))
+        sdk.add_tool(server, function, title=title, annotations=tool_annotations(title, **hints))

@@ -8,6 +8,7 @@ behind the SDK's public API: it calls these.
 |---------------------|--------------------------------------------|----------------------------------------|
 | ``lowlevel_server`` | ``MCPServer._lowlevel_server``             | middleware, run(), the HTTP manager     |
 | ``tool_manager``    | ``MCPServer._tool_manager``                | is a tool known, its argument model     |
+| ``add_tool``        | ``ToolManager._tools``                     | a tool's definition built once          |
 | ``connection``      | ``ServerSession._connection``              | a handshake-era client's identity       |
 | ``request_outbound``| ``ServerSession._request_outbound``        | the cancel flag, whether progress goes  |
 | ``dispatch_channel``| ``_JSONRPCDispatchContext._dispatcher``    | which cancel notification is whose      |
@@ -15,13 +16,15 @@ behind the SDK's public API: it calls these.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.tools import ToolManager
+from mcp.server.mcpserver.tools import Tool, ToolManager
+from mcp_types import ToolAnnotations
 
 CHECKED_WITH = "2.3.0"
 """The ``mcp`` version every accessor here was checked against (``pyproject.toml`` pins it)."""
@@ -37,6 +40,42 @@ def tool_manager(server: MCPServer[Any]) -> ToolManager:
     """``server``'s registered tools, with their argument models."""
     manager: ToolManager = server._tool_manager
     return manager
+
+
+_built: dict[tuple[object, ...], Tool] = {}
+"""Tool definitions already built in this process, by function code and registration arguments."""
+
+
+def add_tool(
+    server: MCPServer[Any], fn: Callable[..., Any], *, title: str, annotations: ToolAnnotations
+) -> None:
+    """``server.add_tool(fn, ...)``, building each tool's definition once per process.
+
+    ``Tool.from_function`` builds a pydantic model of the arguments and their JSON schemas, most of
+    the cost of building a server (about 5 ms a tool). A definition depends only on the function's
+    signature (its defaults included) and docstring and these arguments, so a server built again
+    (each in-memory test) reuses it, with its own function: closures of one ``def`` share their
+    code. Nothing in a definition is state: each server gets its own copy.
+    """
+    defaults = (repr(getattr(fn, "__defaults__", None)), repr(getattr(fn, "__kwdefaults__", None)))
+    key = (getattr(fn, "__code__", fn), fn.__qualname__, *defaults, title, annotations.model_dump_json())
+    built = _built.get(key)
+    if built is None:
+        built = _built[key] = Tool.from_function(fn, title=title, annotations=annotations)
+    tools: dict[str, Tool] = tool_manager(server)._tools
+    tools[built.name] = built.model_copy(update={"fn": fn})
+
+
+def tool(
+    server: MCPServer[Any], *, title: str, annotations: ToolAnnotations
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``@server.tool(...)`` through ``add_tool``."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        add_tool(server, fn, title=title, annotations=annotations)
+        return fn
+
+    return register
 
 
 def connection(ctx: ServerRequestContext[Any, Any]) -> Connection:
