@@ -58,10 +58,13 @@ NOT_APPLICABLE = {
     "(0 passed, 0 failed)",
 }
 
-pytestmark = pytest.mark.skipif(
-    not CLI.exists() or not (NODE_BIN / "node").exists(),
-    reason="the MCP conformance suite and Node 22 are not installed in .ci/conformance (.ci/run does it)",
-)
+pytestmark = [
+    pytest.mark.clients,
+    pytest.mark.skipif(
+        not CLI.exists() or not (NODE_BIN / "node").exists(),
+        reason="the MCP conformance suite and Node 22 are not installed in .ci/conformance (.ci/run does it)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

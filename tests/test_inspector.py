@@ -83,6 +83,9 @@ class InspectorCli:
     """The pinned version, or None when ``MCP_INSPECTOR_CLI`` chose the executable."""
 
 
+pytestmark = pytest.mark.clients  # a client we did not write: CI runs these, `pytest -m clients` here
+
+
 @pytest.fixture(scope="session")
 def inspector_cli() -> InspectorCli:
     """The Inspector CLI: the override, else the pinned one in ``.ci/node`` (installed on demand).

@@ -357,6 +357,7 @@ async def test_modern_pull_task_cancel_stops_the_download(
     assert got["status"] == "cancelled"
 
 
+@pytest.mark.clients
 @pytest.mark.parametrize("era", ["legacy", "modern"])
 def test_official_requester_completes_a_pull_task(
     requester: str, settings: Settings, fake: FakeOllama, era: str
@@ -371,6 +372,7 @@ def test_official_requester_completes_a_pull_task(
         assert out["statuses"][-1] == "completed"
 
 
+@pytest.mark.clients
 @pytest.mark.parametrize("era", ["legacy", "modern"])
 def test_official_requester_cancels_a_pull_task(
     requester: str, settings: Settings, fake: FakeOllama, era: str

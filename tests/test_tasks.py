@@ -505,6 +505,7 @@ def run_requester(
     return outputs
 
 
+@pytest.mark.clients
 @pytest.mark.parametrize("era", ["legacy", "modern"])
 def test_official_requester_completes_a_chat_task_then_cancels_one(
     requester: str, settings: Settings, fake: FakeOllama, era: str
