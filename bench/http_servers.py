@@ -34,6 +34,11 @@ READY_LIMIT = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+OPERATOR_TOKEN = "bench-operator-token-for-http-rows"
+"""The operator's token (``MCP_OLLAMA_HTTP_TOKEN``) every HTTP server of the bench gets and every
+client sends; the floor ignores both."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -134,7 +139,13 @@ async def http_server(
     log = bench.log(name)
     # MCP_OLLAMA_MAX_PARALLEL: chats in flight per Ollama server (default 1, Ollama's default); by
     # the variable rather than --max-parallel, which a --at snapshot from before it would refuse.
-    extra = {"MCP_OLLAMA_MAX_PARALLEL": str(max_parallel)} if max_parallel is not None else None
+    extra = {
+        "MCP_OLLAMA_HTTP_TOKEN": OPERATOR_TOKEN,  # serve --http serves nobody without a token
+        # Every bench client comes from 127.0.0.1, as from behind a reverse proxy: raise the cap.
+        "MCP_OLLAMA_HTTP_MAX_CONNECTIONS_PER_ADDRESS": "4096",
+    }
+    if max_parallel is not None:
+        extra["MCP_OLLAMA_MAX_PARALLEL"] = str(max_parallel)
     proc = _spawn(bench, log, argv, bench.env(bench.tmp / f"{name}.sqlite3", ollama_url, extra))
     server = HttpServer(name, proc, f"http://127.0.0.1:{port}", log)
     try:
@@ -201,7 +212,8 @@ async def http_clients(
     async with AsyncExitStack() as stack:
         clients = []
         for _ in range(n):
-            http = await stack.enter_async_context(create_mcp_http_client())
+            headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+            http = await stack.enter_async_context(create_mcp_http_client(headers=headers))
             transport = streamable_http_client(url, http_client=http)
             clients.append(
                 await stack.enter_async_context(Client(transport, mode="legacy", message_handler=counter))
