@@ -44,6 +44,7 @@ import httpx
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+from tests.postgres import admin, base_url, schema_url, unreachable
 
 from harness import BENCH, Bench, say
 from http_servers import ServerRefused, cpu_seconds, fake_process, free_port, run_round
@@ -52,8 +53,6 @@ PROXY = BENCH / "rr_proxy.py"
 READY_LIMIT = 60.0
 TOKEN = "bench-replicas-operator-token"
 """The operator's token (``MCP_OLLAMA_HTTP_TOKEN``, principal ``local``), the same on every replica."""
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-"""The development and CI machines' PostgreSQL (trust auth); ``TEST_POSTGRES_URL`` overrides it."""
 VARIANTS: dict[str, tuple[str, int]] = {
     "sqlite_1": ("sqlite", 1),
     "postgres_1": ("pg", 1),
@@ -66,29 +65,10 @@ MODES = ("new", "continue")
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-def pg_base() -> str:
-    return os.environ.get("TEST_POSTGRES_URL") or PG_URL
-
-
 def pg_unreachable() -> str | None:
-    """Why the bench cannot use PostgreSQL, or None when it can."""
-    try:
-        import psycopg
-    except ImportError as exc:
-        return f"psycopg is not installed ({exc})"
-    try:
-        with psycopg.connect(pg_base(), connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        return f"PostgreSQL is not reachable at {pg_base()}: {' '.join(str(exc).split())}"
-    return None
-
-
-def _pg_admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(pg_base(), autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql)
+    """Why the bench cannot use PostgreSQL, or None when it can (the tests' own check)."""
+    why = unreachable()
+    return None if why is None else f"PostgreSQL is not reachable at {base_url()}: {why}"
 
 
 @contextlib.contextmanager
@@ -98,14 +78,13 @@ def fresh_schemas(count: int) -> Iterator[list[str]]:
     made: list[str] = []
     try:
         for name in names:
-            _pg_admin(f"CREATE SCHEMA {name}")
+            admin(f"CREATE SCHEMA {name}")
             made.append(name)
-        separator = "&" if "?" in pg_base() else "?"
-        yield [f"{pg_base()}{separator}options=-csearch_path%3D{name}" for name in names]
+        yield [schema_url(name) for name in names]
     finally:
         for name in made:
             with contextlib.suppress(Exception):
-                _pg_admin(f"DROP SCHEMA {name} CASCADE")
+                admin(f"DROP SCHEMA {name} CASCADE")
 
 
 def pg_backends_cpu(server_pids: list[int]) -> dict[int, float]:
@@ -125,7 +104,7 @@ def pg_backends_cpu(server_pids: list[int]) -> dict[int, float]:
                     link = os.readlink(f"/proc/{pid}/fd/{fd}")
                     if link.startswith("socket:["):
                         inodes.add(link[8:-1])
-    pg_port = psycopg.conninfo.conninfo_to_dict(pg_base()).get("port") or 5432
+    pg_port = psycopg.conninfo.conninfo_to_dict(base_url()).get("port") or 5432
     ports = []
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
@@ -134,7 +113,7 @@ def pg_backends_cpu(server_pids: list[int]) -> dict[int, float]:
             ports.append(int(local.split(":")[1], 16))
     if not ports:
         return {}
-    with psycopg.connect(pg_base(), autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(base_url(), autocommit=True, connect_timeout=5) as conn:
         rows = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", (ports,)
         ).fetchall()

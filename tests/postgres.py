@@ -26,7 +26,7 @@ def base_url() -> str:
 
 
 @cache
-def _unreachable() -> str | None:
+def unreachable() -> str | None:
     """Why the tests cannot use PostgreSQL, or None when they can (asked once per process)."""
     try:
         import psycopg
@@ -43,7 +43,7 @@ def _unreachable() -> str | None:
 
 def require_postgres() -> None:
     """Skip (fail under CI=true) unless the tests' PostgreSQL answers."""
-    why = _unreachable()
+    why = unreachable()
     if why is None:
         return
     sentence = (
@@ -55,7 +55,7 @@ def require_postgres() -> None:
     pytest.skip(sentence)
 
 
-def _admin(sql: str) -> None:
+def admin(sql: str) -> None:
     import psycopg
 
     with psycopg.connect(base_url(), autocommit=True, connect_timeout=5) as conn:
@@ -72,11 +72,11 @@ def fresh_schema() -> Iterator[str]:
     """A URL whose search_path is a new, empty schema, dropped (with everything in it) on exit."""
     require_postgres()
     schema = f"t_{uuid.uuid4().hex[:16]}"
-    _admin(f"CREATE SCHEMA {schema}")
+    admin(f"CREATE SCHEMA {schema}")
     try:
         yield schema_url(schema)
     finally:
-        _admin(f"DROP SCHEMA {schema} CASCADE")
+        admin(f"DROP SCHEMA {schema} CASCADE")
 
 
 def pg_raw(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
