@@ -17,6 +17,7 @@ from .records import (
     _decode_cursor,
     _format_time,
     _job_from_row,
+    _job_values,
     _message_from_row,
     _now,
     _page,
@@ -34,26 +35,8 @@ class JobQueries(StoreBase):
         """Write (or overwrite) a job's record."""
         with self._transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO jobs (id, session_id, model, status, owner, requester, started_at,"
-                " heartbeat_at, finished_at, expires_at, detail, result, principal, partial, progress)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    # A task whose call failed before it had a session has none.
-                    session_key(job.session_id, job.principal) if job.session_id else "",
-                    job.model,
-                    job.status,
-                    job.owner,
-                    job.requester,
-                    _format_time(job.started_at),
-                    _format_time(job.heartbeat_at),
-                    _format_time(job.finished_at) if job.finished_at else None,
-                    _format_time(job.expires_at) if job.expires_at else None,
-                    job.detail,
-                    job.result,
-                    job.principal,
-                    *encode_progress(job.progress if job.status == "running" else None),
-                ),
+                f"INSERT OR REPLACE INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join(['?'] * 15)})",
+                _job_values(job),
             )
 
     def finish_job(

@@ -8,6 +8,7 @@ import json
 import re
 import sqlite3
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -192,6 +193,30 @@ _JOB_COLUMNS = (
     "id, session_id, model, status, owner, started_at, heartbeat_at, requester, finished_at,"
     " expires_at, detail, result, principal, partial, progress"
 )
+
+
+def _job_values(
+    job: JobRecord,
+    encode: Callable[[JobProgress | None], tuple[str | None, str | None]] | None = None,
+) -> _Row:
+    """``job`` as the values of ``_JOB_COLUMNS``, its progress (kept while it runs) by ``encode``."""
+    return (
+        job.id,
+        # A task whose call failed before it had a session has none.
+        session_key(job.session_id, job.principal) if job.session_id else "",
+        job.model,
+        job.status,
+        job.owner,
+        _format_time(job.started_at),
+        _format_time(job.heartbeat_at),
+        job.requester,
+        _format_time(job.finished_at) if job.finished_at else None,
+        _format_time(job.expires_at) if job.expires_at else None,
+        job.detail,
+        job.result,
+        job.principal,
+        *(encode or encode_progress)(job.progress if job.status == "running" else None),
+    )
 
 
 def encode_progress(progress: JobProgress | None) -> tuple[str | None, str | None]:

@@ -21,6 +21,7 @@ from ..records import (
     _decode_cursor,
     _format_time,
     _job_from_row,
+    _job_values,
     _message_from_row,
     _now,
     _page,
@@ -53,22 +54,7 @@ class PgJobQueries(PgSessionQueries):
                 " finished_at = EXCLUDED.finished_at, expires_at = EXCLUDED.expires_at,"
                 " detail = EXCLUDED.detail, result = EXCLUDED.result, principal = EXCLUDED.principal,"
                 " partial = EXCLUDED.partial, progress = EXCLUDED.progress",
-                (
-                    job.id,
-                    session_key(job.session_id, job.principal) if job.session_id else "",
-                    job.model,
-                    job.status,
-                    job.owner,
-                    _format_time(job.started_at),
-                    _format_time(job.heartbeat_at),
-                    job.requester,
-                    _format_time(job.finished_at) if job.finished_at else None,
-                    _format_time(job.expires_at) if job.expires_at else None,
-                    job.detail,
-                    job.result,
-                    job.principal,
-                    *_pg_progress(job.progress if job.status == "running" else None),
-                ),
+                _job_values(job, _pg_progress),
             )
 
     def finish_job(
