@@ -30,6 +30,21 @@ ERAS = ("legacy", "modern")
 """legacy: the initialize handshake (2025-11-25); modern: the 2026-07-28 per-request envelope."""
 
 
+INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
+"""A handshake-era ``initialize`` request, for tests that speak JSON-RPC themselves."""
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+"""The headers a streamable HTTP POST needs."""
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

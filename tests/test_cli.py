@@ -22,7 +22,7 @@ from mcp_ollama.cli import build_parser, find_misuse, main
 from mcp_ollama.config import load_settings
 from mcp_ollama.store import ChatStore
 
-from .conftest import free_port
+from .conftest import INITIALIZE, free_port
 from .fake_ollama import Behavior, FakeModel, FakeOllama
 
 WAIT = 30.0
@@ -359,17 +359,7 @@ def test_serve_in_a_terminal_says_what_it_is_then_serves(env: dict[str, str]) ->
         assert proc.stdout is not None and proc.stderr is not None
         hint = read_until(proc.stderr.fileno(), b'mcp-ollama ask "Hello"').decode()
         assert "MCP server" in hint and "waiting for an MCP host" in hint
-        request = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "0"},
-            },
-        }
-        os.write(primary, json.dumps(request).encode() + b"\n")
+        os.write(primary, json.dumps(INITIALIZE).encode() + b"\n")
         answer = json.loads(read_until(proc.stdout.fileno(), b"\n"))
         assert answer["id"] == 1 and answer["result"]["serverInfo"]["name"]
         os.write(primary, b"\x04")  # Ctrl-D: end of input, as a person would stop it

@@ -48,23 +48,12 @@ from mcp_ollama.transports.chat_endpoint import MAX_BODY_BYTES
 from mcp_ollama.transports.exposure import check_exposure
 from mcp_ollama.transports.http import build_http_app
 
-from .conftest import client_for, free_port
+from .conftest import INITIALIZE, MCP_HEADERS, client_for, free_port
 from .fake_ollama import LLAMA3, QWEN3, Behavior, FakeOllama
 from .test_tasks import SLOW, TaskHandle, TasksRequester, request, task_call
 
 READY_LIMIT = 60.0
 """Generous: a loaded CI machine may take long to import the SDK; the loop returns as soon as it is up."""
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 OPERATOR_TOKEN = "operator-token-for-the-tests-0123456789"
 
 

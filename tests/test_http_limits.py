@@ -29,7 +29,7 @@ import pytest
 from mcp_ollama.transports.auth import add_token, hash_token
 from mcp_ollama.transports.logflood import RepeatFilter
 
-from .conftest import free_port
+from .conftest import INITIALIZE, MCP_HEADERS, free_port
 from .fake_ollama import FakeOllama
 
 READY_LIMIT = 60.0
@@ -45,17 +45,6 @@ FLOOD = 1_100
 """Half-sent connections in the flood: more than the server's open-file limit."""
 PER_ADDRESS = 8
 OPERATOR_TOKEN = "operator-" + "x" * 32
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"},
-    },
-}
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from .built import GIT_URL, ROOT, USER_HOME, git_snapshot, require_dist, uv_env
-from .conftest import free_port
+from .conftest import INITIALIZE, free_port
 from .fake_ollama import FakeOllama
 
 README = ROOT / "README.md"
@@ -308,16 +308,7 @@ def test_run_the_server_command_serves_from_a_fresh_copy(snapshot: tuple[Path, s
     copy = snapshot[0]
     shutil.rmtree(copy / ".venv", ignore_errors=True)
     requests = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "readme-test", "version": "1"},
-            },
-        },
+        INITIALIZE,
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
     ]
