@@ -47,12 +47,10 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from tests.postgres import admin, base_url, schema_url, unreachable
 
 from harness import BENCH, Bench, say
-from http_servers import ServerRefused, cpu_seconds, fake_process, free_port, run_round
+from http_servers import OPERATOR_TOKEN, ServerRefused, cpu_seconds, fake_process, free_port, run_round
 
 PROXY = BENCH / "rr_proxy.py"
 READY_LIMIT = 60.0
-TOKEN = "bench-replicas-operator-token"
-"""The operator's token (``MCP_OLLAMA_HTTP_TOKEN``, principal ``local``), the same on every replica."""
 VARIANTS: dict[str, tuple[str, int]] = {
     "sqlite_1": ("sqlite", 1),
     "postgres_1": ("pg", 1),
@@ -203,7 +201,7 @@ async def modern_clients(url: str, n: int) -> AsyncIterator[list[Client]]:
         clients = []
         for _ in range(n):
             http = await stack.enter_async_context(
-                create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"})
+                create_mcp_http_client(headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
             )
             transport = streamable_http_client(url, http_client=http)
             clients.append(await stack.enter_async_context(Client(transport, mode="auto")))
@@ -243,7 +241,7 @@ async def bench_replicas(bench: Bench) -> dict[str, Any]:
 
 async def _measure(bench: Bench, n: int, calls: int, pg: dict[str, str]) -> dict[str, Any]:
     cfg = bench.cfg
-    extra = {"MCP_OLLAMA_MAX_PARALLEL": str(n), "MCP_OLLAMA_HTTP_TOKEN": TOKEN}
+    extra = {"MCP_OLLAMA_MAX_PARALLEL": str(n), "MCP_OLLAMA_HTTP_TOKEN": OPERATOR_TOKEN}
     with (
         fake_process(bench, "replicas-fake", first_token_delay=cfg.replicas_latency_s) as fake,
         processes() as procs,

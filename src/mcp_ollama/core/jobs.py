@@ -43,6 +43,9 @@ STALE_AFTER = timedelta(seconds=4 * LIVENESS_INTERVAL)
 PROGRESS_INTERVAL = 1.0
 """Seconds between saves of how far recorded running jobs have got (the answer so far): at most
 one write per job per interval, only for jobs that changed, all of them in one transaction."""
+ELSEWHERE_POLL_SECONDS = PROGRESS_INTERVAL / 2
+"""How often a request waiting on a job another replica (or process) runs reads its record
+(``chat_result``, a task's result), which its owner updates every ``PROGRESS_INTERVAL``."""
 FINISHED_KEPT = 256
 """Finished jobs kept in memory for ``chat_result``; older ones are answered from the store."""
 

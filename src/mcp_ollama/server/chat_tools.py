@@ -25,6 +25,7 @@ from pydantic import Field
 from ..backend.models import GenerationOptions, Think
 from ..core.images import ImageBatch, ImageRules, in_flight_for, read_images
 from ..core.job import Job
+from ..core.jobs import ELSEWHERE_POLL_SECONDS
 from ..core.keepalive import KEEP_ALIVE_HELP, check_keep_alive
 from ..core.structured import Format
 from ..core.text import count
@@ -45,9 +46,6 @@ __all__ = ["cancel_chat", "chat", "chat_result", "finished_result", "start_chat"
 SessionIdArg = Annotated[str, Field(description="The session_id of the conversation.")]
 CANCEL_GRACE_SECONDS = 10.0
 """How long cancel_chat waits for Ollama's stream to close before it answers."""
-ELSEWHERE_POLL_SECONDS = 0.5
-"""How often ``chat_result`` looks at the record of an answer another replica is writing (which
-that replica updates at most once a second), until it ends or the answer deadline comes."""
 
 
 async def chat(

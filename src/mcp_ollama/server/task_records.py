@@ -24,14 +24,12 @@ import anyio
 import anyio.to_thread
 
 from ..core.job import Job, JobState
-from ..core.jobs import Jobs
+from ..core.jobs import ELSEWHERE_POLL_SECONDS, Jobs
 from ..store import Change, JobRecord, Store
 
 RecordStatus = Literal["running", "complete", "failed", "cancelled", "interrupted"]
 Notify = Callable[["ChatTask"], Awaitable[None]]
 
-ELSEWHERE_POLL_SECONDS = 0.5
-"""How often a request waiting for a task another replica runs looks at its record."""
 CANCEL_POLL_SECONDS = 0.05
 """How often a cancel sent to another replica looks whether the record says it stopped."""
 RESULT_GRACE = timedelta(seconds=10)
