@@ -33,7 +33,7 @@ SESSIONS = "src/mcp_ollama/store/sessions.py"
 JOBS = "src/mcp_ollama/store/jobs.py"
 CHAT = "src/mcp_ollama/core/chat.py"
 TASKS = "src/mcp_ollama/server/tasks.py"
-APP = "src/mcp_ollama/server/app.py"
+SESSION_TOOLS = "src/mcp_ollama/server/session_tools.py"
 PROMPTS = "src/mcp_ollama/server/prompts.py"
 ENDPOINT = "src/mcp_ollama/transports/chat_endpoint.py"
 EXPOSURE = "src/mcp_ollama/transports/exposure.py"
@@ -183,11 +183,11 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "delete-without-principal",
-        "server/app.py (delete_session)",
+        "server/session_tools.py (delete_session)",
         "delete without the principal",
         (
             Edit(
-                APP,
+                SESSION_TOOLS,
                 "store.delete_session(sid, principal=who) if delete else",
                 "store.delete_session(sid) if delete else",
             ),
@@ -196,9 +196,13 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "clear-without-principal",
-        "server/app.py (clear_session)",
+        "server/session_tools.py (clear_session)",
         "clear without the principal",
-        (Edit(APP, "else store.clear_session(sid, principal=who)", "else store.clear_session(sid)"),),
+        (
+            Edit(
+                SESSION_TOOLS, "else store.clear_session(sid, principal=who)", "else store.clear_session(sid)"
+            ),
+        ),
         (T_HTTP + "test_three_owners_of_one_session_id_stay_apart_by_every_path",),
     ),
     Mutant(

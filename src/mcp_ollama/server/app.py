@@ -1,8 +1,8 @@
 """The MCP face of mcp-ollama: ``build_server(settings)`` and ``serve(settings)``.
 
-Tools (``chat``, ``list_models``, ``delete_session``, ``clear_session``), session resources,
-prompts and completions are declared here, and this is the one boundary where domain errors
-become ``isError`` tool results or JSON-RPC errors. The HTTP client and the session store are
+The tools (declared in ``chat_tools``, ``model_list``, ``session_tools`` and ``model_tools``),
+session resources, prompts and completions are registered here, with the middleware that turns
+what the SDK would get wrong into what the spec asks. The HTTP client and the session store are
 opened in the server's lifespan and reach handlers through the request context.
 """
 
@@ -14,48 +14,40 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
 
 import anyio
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import (
-    CallToolResult,
     CompleteRequestParams,
     EmptyResult,
     SetLevelRequestParams,
 )
-from pydantic import Field
 
 from .. import __version__
 from ..backend.connect import load_model, open_pool
-from ..backend.models import ModelInfo, ModelShow
 from ..backend.pool import OllamaPool
 from ..config import Settings
 from ..core.chat import ChatService
 from ..core.job import Job
 from ..core.jobs import Jobs
-from ..errors import McpOllamaError, SessionNotFound, StoreError
-from ..store import Change, SessionInfo, open_store, unavailable_store, validate_session_id
+from ..errors import McpOllamaError, StoreError
+from ..store import Change, open_store, unavailable_store
 from ..transports.stdio import stdio_transport
-from . import chat_tools, model_tools, resources, sdk
+from . import chat_tools, model_list, model_tools, resources, sdk, session_tools
 from . import prompts as prompt_handlers
 from .arguments import ArgumentMiddleware
 from .bus import PrincipalBus
 from .compat import ErrorCodeMiddleware, Peers, SpecMiddleware, TaskCapabilityMiddleware
-from .errors import public_text, tool_error
 from .patience import Patience
-from .principal import LOCAL_PRINCIPAL, principal
+from .principal import principal
 from .replicas import relay_changes, tell
-from .results import ModelList, SessionChange, human_size, model_summary
 from .sdk import lowlevel_server, tool_manager
 from .state import (
     AppState,
-    app_state,
     session_uri,
-    structured_result,
     tool_annotations,
 )
 from .taskbook import TaskBook
@@ -65,8 +57,6 @@ from .tasks_modern import ChatTasks
 
 logger = logging.getLogger(__name__)
 
-
-SessionIdArg = Annotated[str, Field(description="The session_id of the conversation.")]
 
 INSTRUCTIONS = (
     "Chat with a local model served by Ollama. Call `chat` with a message; pass the returned "
@@ -195,144 +185,8 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
         ),
     )
 
-    @sdk.tool(
-        server,
-        title="List local models",
-        annotations=tool_annotations("List local models", read_only=True, idempotent=True),
-    )
-    async def list_models(ctx: Context[AppState, Any]) -> Annotated[CallToolResult, ModelList]:
-        """List the models pulled into the local Ollama: what each can do (thinking, vision, tools), its
-        context window, size, family and quantization.
-
-        Use a name from this list as the `model` argument of chat.
-        """
-        state = app_state(ctx)
-        try:
-            models, hosts, down = await _pulled_everywhere(state)
-        except McpOllamaError as exc:
-            return tool_error(exc)
-        shown = await _details(state, [m.name for m in models])
-        # Which server has which model is the operator's business: addresses only for `local`.
-        several = state.pool.several and principal(ctx) == LOCAL_PRINCIPAL
-        result = ModelList(
-            models=[
-                model_summary(
-                    m,
-                    shown.get(m.name),
-                    state.chat.window(m.name, shown.get(m.name), None),
-                    hosts[m.name] if several else None,
-                )
-                for m in models
-            ],
-            default_model=state.settings.model,
-        )
-        lines = [f"Default model: {result.default_model}"] + [
-            f"- {m.name} ({m.parameter_size or '?'} params, {m.quantization or '?'}, "
-            f"{human_size(m.size_bytes)}; can: {', '.join(m.capabilities or ['?'])}; "
-            f"context {_tokens(m.context_length)}, chat uses {_tokens(m.num_ctx)})"
-            + (f" on {', '.join(m.hosts)}" if m.hosts else "")
-            for m in result.models
-        ]
-        lines += [public_text(f"Ollama at {url} did not answer: {why}") for url, why in down.items()]
-        if not result.models:
-            lines.append(f"No models are pulled. Pull one with `ollama pull {state.settings.model}`.")
-        return structured_result("\n".join(lines), result)
-
-    @sdk.tool(
-        server,
-        title="Delete a chat session",
-        annotations=tool_annotations(
-            "Delete a chat session", read_only=False, destructive=True, idempotent=True
-        ),
-    )
-    async def delete_session(
-        session_id: SessionIdArg, ctx: Context[AppState, Any]
-    ) -> Annotated[CallToolResult, SessionChange]:
-        """Delete a stored conversation and all its messages. This cannot be undone."""
-        return await _change_session(ctx, peers, session_id, delete=True)
-
-    @sdk.tool(
-        server,
-        title="Clear a chat session's history",
-        annotations=tool_annotations(
-            "Clear a chat session's history", read_only=False, destructive=True, idempotent=True
-        ),
-    )
-    async def clear_session(
-        session_id: SessionIdArg, ctx: Context[AppState, Any]
-    ) -> Annotated[CallToolResult, SessionChange]:
-        """Forget a conversation's messages but keep its session_id, so the next chat starts fresh."""
-        return await _change_session(ctx, peers, session_id, delete=False)
-
-
-async def _pulled_everywhere(
-    state: AppState,
-) -> tuple[list[ModelInfo], dict[str, list[str]], dict[str, str]]:
-    """The models every Ollama server has pulled (first seen first), which servers have each, and
-    the servers that did not answer. Raises when none answers."""
-    models: dict[str, ModelInfo] = {}
-    hosts: dict[str, list[str]] = {}
-    down: dict[str, str] = {}
-    errors: list[McpOllamaError] = []
-    for client in state.pool.clients:
-        try:
-            listed = await state.pool.catalog(client.base_url).pulled(fresh=True)
-        except McpOllamaError as exc:
-            errors.append(exc)
-            down[client.base_url] = str(exc)
-            continue
-        for model in listed:
-            models.setdefault(model.name, model)
-            hosts.setdefault(model.name, []).append(client.base_url)
-    if len(errors) == len(state.pool.clients):
-        raise errors[0]
-    return list(models.values()), hosts, down
-
-
-async def _details(state: AppState, names: list[str]) -> dict[str, ModelShow]:
-    """Each model's details (cached after the first time), read concurrently; a failure leaves one out."""
-    found: dict[str, ModelShow] = {}
-
-    async def read(name: str) -> None:
-        try:
-            found[name] = await (await state.pool.catalog_for(name)).show(name)
-        except McpOllamaError as exc:
-            logger.info("no details for %s: %s", name, exc)
-
-    async with anyio.create_task_group() as tg:
-        for name in names[:100]:
-            tg.start_soon(read, name)
-    return found
-
-
-def _tokens(count: int | None) -> str:
-    return "?" if count is None else f"{count:,} tokens"
-
-
-async def _change_session(
-    ctx: Context[AppState, Any], peers: Peers, session_id: str, *, delete: bool
-) -> CallToolResult:
-    store = app_state(ctx).store
-    who = principal(ctx)
-
-    def change(sid: str) -> SessionInfo:
-        info = store.get_session(sid, principal=who)
-        changed = info is not None and (
-            store.delete_session(sid, principal=who) if delete else store.clear_session(sid, principal=who)
-        )
-        if info is None or not changed:
-            raise SessionNotFound(sid)
-        return info
-
-    try:
-        sid = validate_session_id(session_id)
-        info = await anyio.to_thread.run_sync(change, sid)
-    except McpOllamaError as exc:
-        return tool_error(exc)
-    await tell(peers, store, Change(who, session_uri(sid), list_changed=delete))
-    result = SessionChange(session_id=sid, deleted=delete, cleared_messages=info.message_count)
-    verb = "Deleted" if delete else "Cleared"
-    return structured_result(f"{verb} session {sid} ({info.message_count} messages).", result)
+    model_list.register(server)
+    session_tools.register(server, peers)
 
 
 # ---------------------------------------------------------------------------- running
