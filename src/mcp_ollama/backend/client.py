@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
-from typing import Any, NoReturn, Self, cast
+from typing import Any, NoReturn, Self
 
 import anyio
 import anyio.lowlevel
@@ -34,13 +34,8 @@ from .models import (
     _TagsResponse,
     _VersionResponse,
 )
+from .ndjson import CLOSED_EARLY, ERROR_TEXT_LIMIT, ChunkStream, clip, close_quietly
 from .pulling import PullLines
-
-_CLOSED_EARLY = "the connection closed before the answer was complete"
-# A single NDJSON line is one token plus metadata; anything this long is not Ollama talking.
-_MAX_LINE_BYTES = 16 * 1024 * 1024
-_ERROR_TEXT_LIMIT = 500
-
 
 # --- the client -------------------------------------------------------------------------------
 
@@ -195,7 +190,7 @@ class OllamaClient:
     @asynccontextmanager
     async def _ndjson(
         self, path: str, body: dict[str, Any], *, model: str | None
-    ) -> AsyncIterator[_ChunkStream]:
+    ) -> AsyncIterator[ChunkStream]:
         """POST ``body`` to ``path`` and yield its streamed NDJSON body; closed however the block ends."""
         with self._translate_errors():
             # The body goes as a one-shot stream: httpx's request and response point at each other,
@@ -205,16 +200,16 @@ class OllamaClient:
             http_request = self._http.build_request("POST", path, content=_once(box), headers=headers)
             del box
             response = await self._http.send(http_request, stream=True)
-        lines: _ChunkStream | None = None
+        lines: ChunkStream | None = None
         try:
             await self._raise_for_status(response, model=model)
-            lines = _ChunkStream(self, response)
+            lines = ChunkStream(self._base_url, self._translate_errors, response)
             yield lines
         finally:
             with anyio.CancelScope(shield=True):
                 if lines is not None:
                     await lines.aclose()
-                await _close_quietly(response)
+                await close_quietly(response)
 
     async def _request_json(
         self,
@@ -245,7 +240,7 @@ class OllamaClient:
         except (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise OllamaUnreachable(url, _describe(exc)) from exc
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
-            raise StreamError(url, _CLOSED_EARLY) from exc
+            raise StreamError(url, CLOSED_EARLY) from exc
         except httpx.TransportError as exc:  # proxy or local protocol trouble
             raise OllamaUnreachable(url, _describe(exc)) from exc
         except httpx.HTTPError as exc:  # undecodable content-encoding and the like
@@ -273,100 +268,6 @@ class OllamaClient:
         raise OllamaStatusError(response.status_code, detail, self._base_url) from exc
 
 
-class _ChunkStream:
-    """Splits a streamed NDJSON body into ``ChatChunk`` objects.
-
-    Lines are split on ``\\n`` only: httpx's ``aiter_lines`` also splits on U+0085, U+2028 and
-    friends, which Go's JSON encoder may leave unescaped inside a token.
-    """
-
-    def __init__(self, client: OllamaClient, response: httpx.Response) -> None:
-        self._client = client
-        # httpx annotates it as an AsyncIterator; it is a generator, which we close explicitly.
-        self._body = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
-        self._buffer = bytearray()
-        self._body_ended = False
-        self._finished = False
-        self._closed = False
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> ChatChunk:
-        if self._closed:
-            raise RuntimeError("chat chunks read after the chat_stream block was left")
-        if self._finished:
-            raise StopAsyncIteration
-        try:
-            line = await self._next_line()
-            if line is None:
-                raise StreamError(self._client.base_url, _CLOSED_EARLY)
-            chunk = self._parse(line)
-            if chunk.done:
-                # Read the (empty) rest of the body so the connection goes back to the pool.
-                while await self._next_line() is not None:
-                    pass
-        except BaseException:
-            self._finished = True
-            raise
-        if chunk.done:
-            self._finished = True
-        return chunk
-
-    async def aclose(self) -> None:
-        self._closed = True
-        await _close_quietly(self._body)
-
-    async def _next_line(self) -> bytes | None:
-        """The next non-blank line, or None at the end of the body."""
-        while True:
-            if self._buffer[:1].isspace():
-                # Blank lines between answers are skipped in bulk (one pass per chunk, then a
-                # checkpoint): a flood of them must neither freeze the server nor cost a pass each.
-                kept = self._buffer.lstrip()
-                del self._buffer[: len(self._buffer) - len(kept)]
-                await anyio.lowlevel.checkpoint()
-            newline = self._buffer.find(b"\n")
-            if newline >= 0:
-                line = bytes(self._buffer[:newline])
-                del self._buffer[: newline + 1]
-                if line.strip():
-                    return line
-                continue
-            if self._body_ended:
-                line = bytes(self._buffer)
-                self._buffer.clear()
-                return line if line.strip() else None
-            if len(self._buffer) > _MAX_LINE_BYTES:
-                raise StreamError(
-                    self._client.base_url, f"malformed line from Ollama: {_preview(self._buffer)}"
-                )
-            with self._client._translate_errors():
-                try:
-                    self._buffer += await anext(self._body)
-                except StopAsyncIteration:
-                    self._body_ended = True
-
-    def _parse(self, line: bytes) -> ChatChunk:
-        url = self._client.base_url
-        try:
-            data = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            raise StreamError(url, f"malformed line from Ollama: {_preview(line)}") from exc
-        if isinstance(data, dict) and "error" in data:
-            raise StreamError(url, f"Ollama reported: {_clip(str(data['error']))}")
-        try:
-            return ChatChunk.model_validate(data)
-        except ValidationError as exc:
-            raise StreamError(url, f"malformed line from Ollama: {_preview(line)}") from exc
-
-
-async def _close_quietly(closable: httpx.Response | AsyncGenerator[bytes, None]) -> None:
-    """Close a response or body iterator; failing to close a dropped connection is not news."""
-    with suppress(httpx.HTTPError, OSError):
-        await closable.aclose()
-
-
 def _error_text(response: httpx.Response) -> str:
     """Ollama's ``{"error": ...}`` text, else the raw body (truncated), else the reason phrase."""
     try:
@@ -374,14 +275,9 @@ def _error_text(response: httpx.Response) -> str:
     except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict) and isinstance(data.get("error"), str):
-        return _clip(str(data["error"]))
+        return clip(str(data["error"]))
     text = response.content.decode("utf-8", "replace").strip()
-    return text[:_ERROR_TEXT_LIMIT] or response.reason_phrase or "no error text"
-
-
-def _clip(text: str) -> str:
-    """Ollama's error text at a readable length."""
-    return text if len(text) <= _ERROR_TEXT_LIMIT else text[: _ERROR_TEXT_LIMIT - 1] + "…"
+    return text[:ERROR_TEXT_LIMIT] or response.reason_phrase or "no error text"
 
 
 def _describe(exc: BaseException) -> str:
