@@ -17,10 +17,11 @@ from typing import Self
 from pydantic import ValidationError
 
 from ..errors import PullFailed, StreamError
+from .foreign import _preview
 from .models import PullProgress
+from .ndjson import clip
 
 CLOSED_EARLY = "the connection closed before the pull was complete"
-_TEXT_LIMIT = 500
 
 
 class PullLines:
@@ -64,7 +65,7 @@ class PullLines:
         except (ValueError, RecursionError):
             raise self._failed(f"malformed line from Ollama: {_preview(line)}") from None
         if isinstance(data, dict) and "error" in data:
-            raise self._failed(_clip(str(data["error"])))
+            raise self._failed(clip(str(data["error"])))
         try:
             return PullProgress.model_validate(data)
         except ValidationError:
@@ -72,11 +73,3 @@ class PullLines:
 
     def _failed(self, detail: str) -> PullFailed:
         return PullFailed(self._model, self._url, detail)
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _TEXT_LIMIT else text[: _TEXT_LIMIT - 1] + "…"
-
-
-def _preview(raw: bytes) -> str:
-    return raw[:400].decode("utf-8", "replace")[:100]
