@@ -13,10 +13,10 @@ from typing import Any
 from ..config import Settings
 from ..config.database import is_postgres_url, split_password
 from ..errors import McpOllamaError
-from .model_commands import Parser
+from .parser import CommandParser
 
 
-def add_db_command(parser: Parser, commands: argparse._SubParsersAction[Any]) -> None:
+def add_db_command(parser: CommandParser, commands: argparse._SubParsersAction[Any]) -> None:
     """``db copy`` on ``parser``."""
     db = parser.command(
         commands,

@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Collection
-from typing import Any, Protocol
+from typing import Any
 
 from ..config import Settings
+from .parser import CommandParser
 
 MODEL_COMMANDS = ("pull", "ps", "unload", "embed")
 AddSettings = Callable[[Any, Collection[str] | None], None]
 """``cli._add_settings``: every setting's flag on a command, help for those named."""
 
 
-class Parser(Protocol):
-    """What is used of ``cli.CommandParser`` (named here so that ``cli`` is not imported back)."""
-
-    def command(self, commands: argparse._SubParsersAction[Any], name: str, **kwargs: Any) -> Any: ...
-
-
 def add_model_commands(
-    parser: Parser, commands: argparse._SubParsersAction[Any], add_settings: AddSettings
+    parser: CommandParser, commands: argparse._SubParsersAction[Any], add_settings: AddSettings
 ) -> None:
     """``pull``, ``ps``, ``unload`` and ``embed`` on ``parser``."""
     pull = parser.command(

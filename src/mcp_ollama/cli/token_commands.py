@@ -11,13 +11,14 @@ import sys
 from typing import Any
 
 from ..config import Settings
-from .model_commands import AddSettings, Parser
+from .model_commands import AddSettings
+from .parser import CommandParser
 
 USAGE = "mcp-ollama tokens add NAME | list | revoke NAME  --tokens-file PATH"
 
 
 def add_tokens_command(
-    parser: Parser, commands: argparse._SubParsersAction[Any], add_settings: AddSettings
+    parser: CommandParser, commands: argparse._SubParsersAction[Any], add_settings: AddSettings
 ) -> None:
     """``tokens add``, ``tokens list`` and ``tokens revoke`` on ``parser``."""
     tokens = parser.command(
