@@ -1,6 +1,6 @@
 """Rows 11 and 11b of ``bench/run.py``, over stdio: 16 chats over two models, ours against the floor.
 
-The fake Ollama serves two models, llama3:8b and qwen2.5:7b; every chat takes ``models_latency_s``
+The fake Ollama serves two models, llama3:8b and llama3.1:8b; every chat takes ``models_latency_s``
 to its first token, then ``models_tokens - 1`` more tokens ``models_token_delay`` apart. A round:
 one SDK client (one stdio connection, handshake era) makes ``models_chats`` ``chat`` calls at once,
 alternating the two models (half each), a new chat session each; measured: the round's wall time
@@ -35,20 +35,11 @@ from typing import Any
 import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from tests.fake_ollama import LLAMA3, Behavior, FakeModel, FakeOllama
+from tests.fake_ollama import LLAMA3, LLAMA31, Behavior, FakeOllama
 
 from harness import FLOOR_ARGS, Bench, say
 
-QWEN25 = FakeModel(
-    name="qwen2.5:7b",
-    family="qwen2",
-    parameter_size="7.6B",
-    quantization_level="Q4_K_M",
-    size=4683087332,
-    digest="845dbda0ea48ed749caafd9e6037047aa19acfcfd82e704d7ca97d631a0b697e",
-    context_length=32768,
-)
-MODELS = (LLAMA3, QWEN25)
+MODELS = (LLAMA3, LLAMA31)
 PARTS: dict[str, tuple[int, int | None]] = {"serial": (1, None), "parallel": (16, 16)}
 """Part: (the fake's chats per model at once, ours' ``MCP_OLLAMA_MAX_PARALLEL``; None: unset)."""
 VARIANTS = ("floor", "ours")

@@ -48,7 +48,7 @@ run; ``--http-only`` runs only them and writes ``bench/results/http.json``, ``--
 Rows 11, 11b (``bench/models_scenarios.py``; about 50 s, skipped by ``--http-only``;
 ``--models-only`` runs only them and writes ``bench/results/models.json``):
 
-11.  16 chats at once on one stdio connection, 8 with llama3:8b and 8 with qwen2.5:7b (200 ms to
+11.  16 chats at once on one stdio connection, 8 with llama3:8b and 8 with llama3.1:8b (200 ms to
      the first token, 5 tokens), the fake generating one chat per model at a time (Ollama's
      default), ours with its defaults (``--max-parallel`` 1): wall time within 1.10x the floor's
      (the floor names the model per call); per-chat p50 / p99 and the most chats, models and
