@@ -73,18 +73,27 @@ class OllamaClient:
             auth = httpx.BasicAuth(*basic_auth)
         elif api_key is not None:
             auth = BearerAuth(api_key)
-        self._http = httpx.AsyncClient(
-            base_url=self._base_url,
-            auth=auth,
-            timeout=timeout,
-            transport=transport,
-            trust_env=False,  # a proxy from the environment must not capture a local server
+        self._options: dict[str, Any] = {
+            "base_url": self._base_url,
+            "auth": auth,
+            "timeout": timeout,
+            "transport": transport,
+            "trust_env": False,  # a proxy from the environment must not capture a local server
             # Ollama does not compress, but a proxy in front of it might; an inflated body is
             # unbounded work on the event loop, so ask for none.
-            headers={"User-Agent": "mcp-ollama", "Accept-Encoding": "identity"},
+            "headers": {"User-Agent": "mcp-ollama", "Accept-Encoding": "identity"},
             # Plain http never does TLS, so skip loading the CA bundle: ~25 ms of every start.
-            verify=self._base_url.startswith("https://"),
-        )
+            "verify": self._base_url.startswith("https://"),
+        }
+        self._pooled: httpx.AsyncClient | None = None
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """The pooled HTTP client, built on first use: building one (its transport, httpcore's
+        import) is about 25 ms that a stdio start would otherwise spend before ``initialize``."""
+        if self._pooled is None:
+            self._pooled = httpx.AsyncClient(**self._options)
+        return self._pooled
 
     @property
     def base_url(self) -> str:
@@ -93,7 +102,8 @@ class OllamaClient:
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        await self._http.aclose()
+        if self._pooled is not None:
+            await self._pooled.aclose()
 
     async def __aenter__(self) -> Self:
         return self

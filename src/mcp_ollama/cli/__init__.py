@@ -214,14 +214,20 @@ def configure_logging(level: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    if not words:  # how hosts start it: the parser (about 10 ms to build) has nothing to parse
+        return _start(argparse.Namespace(command=None), {})
     parser = build_parser()
     misuse = find_misuse(parser, words)
     if misuse is not None:
         where, message = misuse
         where.error(message)
     args = parser.parse_args(words)
+    return _start(args, {k: ",".join(v) if isinstance(v, list) else v for k, v in vars(args).items()})
+
+
+def _start(args: argparse.Namespace, flags: dict[str, Any]) -> int:
+    """Settings from ``flags`` and the environment, then the command."""
     try:
-        flags = {k: ",".join(v) if isinstance(v, list) else v for k, v in vars(args).items()}
         settings = load_settings(flags)
     except SettingsError as exc:
         print(f"mcp-ollama: {exc}", file=sys.stderr)

@@ -19,7 +19,6 @@ import anyio
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.tools import Tool
 from mcp_types import (
     CompleteRequestParams,
     EmptyResult,
@@ -112,7 +111,8 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                     )
                     jobs.spawn(tasks.purge_forever)
                     jobs.spawn(lambda: relay_changes(peers, store, jobs, tasks))  # other replicas' changes
-                    chat_tool = Tool.from_function(chat_tools.chat)
+                    chat_tool = tool_manager(server).get_tool("chat")  # registered below, built once
+                    assert chat_tool is not None
                     yield AppState(
                         settings, pool, store, chat, jobs, peers, tasks, chat_tool, patience=patience
                     )
