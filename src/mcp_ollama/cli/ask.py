@@ -175,11 +175,11 @@ class _Printer:
         # cancellation is on its way: wait for it rather than store a turn the user abandoned.
         if self.interrupted.is_set():
             await anyio.sleep_forever()
-        outcome = await anyio.to_thread.run_sync(commit)
+        outcome = await commit()
         if self.interrupted.is_set():  # Ctrl-C arrived while the turn was being written
             with anyio.CancelScope(shield=True):
                 if outcome.store_error is None:
-                    await anyio.to_thread.run_sync(undo, outcome)
+                    await undo(outcome)
             await anyio.sleep_forever()
         return outcome
 

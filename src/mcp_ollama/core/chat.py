@@ -36,6 +36,7 @@ from .images import ImageBatch
 from .locks import SessionLocks
 from .ports import ModelBackend, ModelDetails
 from .prompts import render_system_prompt
+from .store_calls import run_store
 from .structured import Format, check_format, parse_answer
 from .turns import LEASE_SECONDS, TurnObserver, TurnOutcome, TurnPlan, Unobserved
 
@@ -173,10 +174,10 @@ class ChatService:
             except BaseException:
                 if leased:
                     with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(self._release, sid, who)
+                        await run_store(self._store, partial(self._release, sid, who))
                 raise
             if leased and outcome.store_error is not None:  # a stored turn ended its lease itself
-                await anyio.to_thread.run_sync(self._release, sid, who)
+                await run_store(self._store, partial(self._release, sid, who))
             return outcome
 
     async def _begin(self, sid: str, principal: str, observer: TurnObserver) -> list[StoredMessage]:
@@ -191,7 +192,7 @@ class ChatService:
             principal=principal,
         )
         while True:
-            history = await anyio.to_thread.run_sync(begin)
+            history = await run_store(self._store, begin)
             if history is not None:
                 return history
             observer.queued()
@@ -309,7 +310,13 @@ class ChatService:
         def undo(stored: TurnOutcome) -> None:
             self._store.remove_last_turn(sid, drop_session=stored.new_session, principal=plan.principal)
 
-        return await observer.commit(commit, undo)
+        async def store_turn() -> TurnOutcome:
+            return await run_store(self._store, commit)
+
+        async def take_back(stored: TurnOutcome) -> None:
+            await run_store(self._store, partial(undo, stored))
+
+        return await observer.commit(store_turn, take_back)
 
     def window(self, model: str, shown: ModelShow | None, options: GenerationOptions | None) -> int:
         """The ``num_ctx`` a turn with ``model`` asks for: the call's own, else always the same one.

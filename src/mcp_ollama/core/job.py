@@ -159,7 +159,7 @@ class Job:
     async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
         """Where the turn is stored: by the owning request if it still waits, else here."""
         if not self.owned:
-            return await anyio.to_thread.run_sync(commit)
+            return await commit()
         handoff = self.handoff = Handoff(commit, undo)
         self._bump()
         await handoff.settled.wait()
@@ -238,9 +238,9 @@ class Handoff:
             with anyio.CancelScope(shield=True):
                 if cancelled():
                     return None
-                outcome = await anyio.to_thread.run_sync(self.commit)
+                outcome = await self.commit()
                 if cancelled() and outcome.store_error is None:
-                    await anyio.to_thread.run_sync(self.undo, outcome)
+                    await self.undo(outcome)
                     return None
                 self.outcome = outcome
                 return outcome

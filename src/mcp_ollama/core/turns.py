@@ -4,13 +4,10 @@ and what it produced (``TurnOutcome``). Plain data and protocols; ``chat.ChatSer
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
-
-import anyio
-import anyio.to_thread
 
 from ..backend.models import GenerationOptions, Think
 from ..store import LOCAL, ImageNote
@@ -55,10 +52,10 @@ class TurnOutcome:
     """The context window the request asked Ollama for."""
 
 
-Commit = Callable[[], "TurnOutcome"]
-"""The turn's one write transaction, run in a worker thread; returns the outcome, stored or not."""
-Undo = Callable[["TurnOutcome"], None]
-"""Takes back a committed turn (nobody was told of it); run in a worker thread."""
+Commit = Callable[[], Awaitable["TurnOutcome"]]
+"""The turn's one write transaction (``core.store_calls.run_store``); the outcome, stored or not."""
+Undo = Callable[["TurnOutcome"], Awaitable[None]]
+"""Takes back a committed turn (nobody was told of it)."""
 
 
 class TurnObserver(Protocol):
@@ -80,7 +77,7 @@ class TurnObserver(Protocol):
         """Every Ollama server with the model is busy; ``text`` says so, and the turn waits its turn."""
 
     async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
-        """Run ``commit`` (off the event loop) where the answer's delivery is decided.
+        """Run ``commit`` where the answer's delivery is decided.
 
         A job whose request still waits hands it to that request, so that the turn is stored
         exactly when the answer is sent (``undo`` takes it back if the host cancelled during
@@ -137,4 +134,4 @@ class Unobserved:
         pass
 
     async def commit(self, commit: Commit, undo: Undo) -> TurnOutcome:
-        return await anyio.to_thread.run_sync(commit)
+        return await commit()

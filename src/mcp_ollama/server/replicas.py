@@ -40,6 +40,8 @@ async def _tell_here(peers: Peers, change: Change) -> None:
 async def tell(peers: Peers, store: Store, change: Change) -> None:
     """``change`` to this server's subscribers, then to the other replicas'."""
     await _tell_here(peers, change)
+    if not store.shared_by_replicas:
+        return  # nobody to tell, and a thread hop per stored turn is not free (issue 21)
     try:
         await anyio.to_thread.run_sync(store.publish, change)
     except Exception:  # the change is stored; other replicas' subscribers read it when they look

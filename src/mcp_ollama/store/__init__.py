@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import cast
 
 from ..errors import StoreError
-from .base import _Unavailable
+from .base import BUSY_TIMEOUT_MS, NOT_NOW, NotNow, _Unavailable
 from .clients import ClientQueries
 from .diagnose import describe_os_error, describe_sqlite_error, inspect_database
 from .jobs import JobQueries
@@ -44,6 +44,7 @@ from .sessions import SessionQueries
 __all__ = [
     "LOCAL",
     "MIGRATIONS",
+    "NOT_NOW",
     "PRINCIPAL_PATTERN",
     "SESSION_ID_PATTERN",
     "Change",
@@ -51,6 +52,7 @@ __all__ = [
     "ImageNote",
     "JobProgress",
     "JobRecord",
+    "NotNow",
     "SessionInfo",
     "Store",
     "StoredMessage",
@@ -134,13 +136,16 @@ class ChatStore(SessionQueries, JobQueries, ClientQueries):
         try:
             # busy_timeout first, so the journal-mode switch and migrations wait for
             # another process instead of failing with "database is locked".
-            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             _refuse_foreign(conn, path)  # before anything writes: a file not ours stays as it was
             conn.execute("PRAGMA journal_mode = WAL")
             # In WAL mode, synchronous=NORMAL never corrupts the database and never loses
             # a committed transaction when the process crashes; only a power loss or OS
             # crash may roll back the last few commits. That is the right trade for chat.
             conn.execute("PRAGMA synchronous = NORMAL")
+            # SQLite's own checkpoints run in whichever call commits, which may be on the event
+            # loop (StoreBase.now_or_not): the store runs them itself, in a thread (checkpoint).
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute("PRAGMA foreign_keys = ON")
             _migrate(conn)
         except BaseException:

@@ -9,13 +9,16 @@ settings; nothing above ``store/`` names either class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Literal, Protocol, Self, TypeVar
 
+from .base import NotNow
 from .records import LOCAL, ImageNote, JobProgress, JobRecord, SessionInfo, StoredMessage
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,16 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Close the store. Safe to call twice."""
+
+    def now_or_not(self, work: Callable[[], T]) -> T | Literal[NotNow.NOT_NOW]:
+        """``work()`` (calls of this store) at once, when that waits for nobody; else ``NOT_NOW``,
+        having changed nothing. Async code calls it through ``core.store_calls.run_store``."""
+
+    def checkpoint_due(self) -> bool:
+        """Whether ``checkpoint`` should run (in a worker thread) after work done ``now_or_not``."""
+
+    def checkpoint(self) -> None:
+        """Bring the database file up to date with what was written (it may sync to disk)."""
 
     def __enter__(self) -> Self: ...
 

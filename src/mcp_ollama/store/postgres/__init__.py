@@ -8,12 +8,14 @@ in ``base``, failures in a sentence in ``diagnose``. Needs the ``postgres`` extr
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 import psycopg
 from psycopg_pool import PoolTimeout
 
 from ...errors import StoreError
+from ..base import NOT_NOW, NotNow
 from .base import CONNECT_TIMEOUT, KEEPALIVES
 from .changes import PgChanges
 from .clients import PgClientQueries
@@ -21,6 +23,8 @@ from .diagnose import describe_pg_error
 from .inspect import inspect_postgres
 from .jobs import PgJobQueries
 from .migrations import MIGRATIONS, migrate
+
+T = TypeVar("T")
 
 __all__ = ["MIGRATIONS", "PostgresStore", "describe_pg_error", "inspect_postgres"]
 
@@ -35,6 +39,17 @@ class PostgresStore(PgJobQueries, PgChanges, PgClientQueries):
 
     shared_by_replicas = True
     """Several replicas of one server share it (``Store``)."""
+
+    def now_or_not(self, work: Callable[[], T]) -> T | Literal[NotNow.NOT_NOW]:
+        """Always ``NOT_NOW``: every call is a round trip to the server, for a worker thread."""
+        return NOT_NOW
+
+    def checkpoint_due(self) -> bool:
+        """Never: PostgreSQL checkpoints by itself, off our event loop."""
+        return False
+
+    def checkpoint(self) -> None:
+        """Nothing to do."""
 
     @classmethod
     def open(cls, url: str, password: str | None = None, *, shown: str | None = None) -> PostgresStore:
