@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
@@ -38,6 +40,15 @@ from .ndjson import CLOSED_EARLY, ERROR_TEXT_LIMIT, ChunkStream, clip, close_qui
 from .pulling import PullLines
 
 # --- the client -------------------------------------------------------------------------------
+
+
+def _remember_missing_sniffio() -> None:
+    """httpcore imports ``sniffio`` for every lock and event it makes, about ten a chat; where it is
+    not installed (anyio 4 no longer needs it), each is an import that fails after searching all of
+    ``sys.path``: 5 % of the server's CPU with 50 HTTP clients. Record the absence once, as a failed
+    import would, so that each later attempt fails at once (httpcore2 caches it the same way)."""
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]  # Python's marker for "no such module"
 
 
 class OllamaClient:
@@ -92,6 +103,7 @@ class OllamaClient:
         """The pooled HTTP client, built on first use: building one (its transport, httpcore's
         import) is about 25 ms that a stdio start would otherwise spend before ``initialize``."""
         if self._pooled is None:
+            _remember_missing_sniffio()
             self._pooled = httpx.AsyncClient(**self._options)
         return self._pooled
 
