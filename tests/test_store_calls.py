@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -148,7 +149,7 @@ async def test_checkpoints_run_in_a_thread_every_so_many_writes(
 
     monkeypatch.setattr(store, "checkpoint", counted)
     for n in range(7):
-        await run_store(store, lambda n=n: turn(store, f"s{n}", "hello"))
+        await run_store(store, partial(turn, store, f"s{n}", "hello"))
     assert len(threads) == 2  # after the 3rd and the 6th
     assert threading.get_ident() not in threads
     with sqlite3.connect(store.path) as conn:  # everything in the log can be copied: nothing is stuck
