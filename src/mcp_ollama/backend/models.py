@@ -22,6 +22,10 @@ _MAX_PLAUSIBLE_TOKENS = 10**9
 class ChatMessage(BaseModel):
     """One message of a conversation, as ``/api/chat`` takes it and streams it back."""
 
+    # Built on first use, as the wire types below: not one of them is needed before a stdio
+    # server answers ``initialize``, and building them at import is start-up time (issue 21).
+    model_config = ConfigDict(defer_build=True)
+
     role: Role = Field(
         description="Who wrote the message: 'system' (instructions), 'user', 'assistant' "
         "(the model) or 'tool' (a tool's result)."
@@ -115,6 +119,8 @@ class GenerationOptions(BaseModel):
 class ChatRequest(BaseModel):
     """The body of ``POST /api/chat``."""
 
+    model_config = ConfigDict(defer_build=True)
+
     model: str = Field(description="Name of a pulled model, such as 'llama3:8b'.")
     messages: list[ChatMessage] = Field(description="The conversation so far, oldest first.")
     stream: bool = Field(
@@ -145,7 +151,7 @@ class ChatRequest(BaseModel):
 class ChatChunk(BaseModel):
     """One NDJSON line of a streamed chat answer (or the whole answer when not streaming)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     model: str = Field(description="The model that produced the chunk.")
     created_at: str = Field(description="When Ollama produced the chunk (RFC 3339 text).")
@@ -309,6 +315,8 @@ class RunningModel(BaseModel):
 
 class EmbedRequest(BaseModel):
     """The body of ``POST /api/embed``."""
+
+    model_config = ConfigDict(defer_build=True)
 
     model: str = Field(description="Name of a pulled embedding model, such as 'nomic-embed-text'.")
     input: list[str] = Field(description="The texts to embed; one vector comes back for each.")

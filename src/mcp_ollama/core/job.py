@@ -80,6 +80,7 @@ class Job:
     """The finished turn's commit, waiting for the owning request to run it."""
     _changed: anyio.Event = field(default_factory=anyio.Event)
     _done: anyio.Event = field(default_factory=anyio.Event)
+    _decided: anyio.Event = field(default_factory=anyio.Event)
     _scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     _exited: anyio.Event = field(default_factory=anyio.Event)
 
@@ -107,8 +108,20 @@ class Job:
 
     @property
     def changed(self) -> anyio.Event:
-        """Set at the next change of state, token or message."""
+        """Set at the next change of state, token or message. Take it just before waiting on it:
+        a change that nobody waits for sets nothing (whoever looks next sees the new state)."""
         return self._changed
+
+    @property
+    def ended(self) -> anyio.Event:
+        """Set when the job has ended (``done``)."""
+        return self._done
+
+    @property
+    def decided(self) -> anyio.Event:
+        """Set when the job ends or hands its finished turn to its owner (``handoff``): what the
+        owning request waits for, rather than every token (a long answer is thousands)."""
+        return self._decided
 
     async def wait(self, deadline: float | None) -> bool:
         """Wait until the job has ended, for at most ``deadline`` seconds (``None``: no limit)."""
@@ -161,6 +174,7 @@ class Job:
         if not self.owned:
             return await commit()
         handoff = self.handoff = Handoff(commit, undo)
+        self._decided.set()
         self._bump()
         await handoff.settled.wait()
         if handoff.outcome is None:  # the owner was cancelled before or while storing: nothing stays
@@ -172,6 +186,8 @@ class Job:
     # -- internals
 
     def _bump(self) -> None:
+        if not self._changed.statistics().tasks_waiting:
+            return  # a new event per token for nobody is the cost of many (issue 21)
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
 
@@ -187,6 +203,7 @@ class Job:
         self.last_change = datetime.now(UTC)
         self._changed.set()
         self._done.set()
+        self._decided.set()
 
     def snapshot(self) -> JobProgress:
         """How far the job has got, as its record keeps it for other replicas (``Jobs``)."""

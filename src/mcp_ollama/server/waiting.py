@@ -48,8 +48,9 @@ async def await_job(ctx: Context[AppState, Any], job: Job, *, owner: bool, start
         deadline = await state.patience.deadline(state.store, request, state.settings.answer_deadline)
         async with _relaying_progress(ctx, job, state.settings.progress_interval):
             with anyio.move_on_after(deadline):
+                # The owner wakes for the end or its handoff; anyone else (chat_result) for the end.
                 while not job.done and not (owner and job.handoff is not None):
-                    await job.changed.wait()
+                    await (job.decided if owner else job.ended).wait()
     except anyio.get_cancelled_exc_class():
         await _cancelled(state, request, job, owner=owner, waited=time.monotonic() - started)
         raise
