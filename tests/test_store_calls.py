@@ -17,7 +17,7 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from mcp_ollama.core.store_calls import run_store
+from mcp_ollama.core.store_calls import keep_checkpointing, run_store
 from mcp_ollama.store import NOT_NOW, ChatStore, Store, base
 from mcp_ollama.store.postgres import PostgresStore
 
@@ -136,7 +136,7 @@ def test_work_of_two_transactions_busy_after_the_first_waits_rather_than_redo_it
     assert stored(store.path, "s") == ["one", "two"]
 
 
-async def test_checkpoints_run_in_a_thread_every_so_many_writes(
+async def test_checkpoints_run_in_a_background_thread_never_on_a_turns_path(
     store: ChatStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(base, "CHECKPOINT_EVERY", 3)
@@ -148,13 +148,28 @@ async def test_checkpoints_run_in_a_thread_every_so_many_writes(
         checkpoint()
 
     monkeypatch.setattr(store, "checkpoint", counted)
-    for n in range(7):
+    for n in range(4):
         await run_store(store, partial(turn, store, f"s{n}", "hello"))
-    assert len(threads) == 2  # after the 3rd and the 6th
-    assert threading.get_ident() not in threads
-    with sqlite3.connect(store.path) as conn:  # everything in the log can be copied: nothing is stuck
+    assert threads == [] and store.checkpoint_due()  # the turns stored on the loop left it due
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(keep_checkpointing, store, 0.01)
+        with anyio.fail_after(60):
+            while not threads:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert threading.get_ident() not in threads and not store.checkpoint_due()
+    with sqlite3.connect(store.path) as conn:  # everything in the log was copied: nothing is stuck
         busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert busy == 0 and frames == copied
+
+
+def test_a_write_in_a_thread_checkpoints_when_one_is_due(
+    store: ChatStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base, "CHECKPOINT_EVERY", 3)
+    for n in range(3):
+        turn(store, f"s{n}", "hello")  # as a worker thread does: no now_or_not around it
+    assert not store.checkpoint_due()
 
 
 async def test_the_postgresql_store_always_works_in_a_thread() -> None:

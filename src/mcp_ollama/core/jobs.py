@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup
 from ..errors import JobFailed, McpOllamaError
 from ..store.records import LOCAL
 from .job import Job, JobState
+from .store_calls import keep_checkpointing
 from .turns import LEASE_RENEW_INTERVAL, LEASE_SECONDS, TurnPlan
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class Jobs:
         self._tg.start_soon(self._keep_leases)
         self._tg.start_soon(self._heartbeats)
         self._tg.start_soon(self._keep_progress)
+        self._tg.start_soon(keep_checkpointing, self._store)
         return self
 
     async def __aexit__(

@@ -5,7 +5,8 @@ from stalling the server, but a hand-off costs more than a SQLite turn itself, a
 event loop and the workers fight over the GIL: with 50 HTTP clients the server spent a third more
 CPU per chat on it (issue 21). ``Store.now_or_not`` runs the work at once when that needs no
 waiting (SQLite: the store's lock free, no other process writing); otherwise, and always for
-PostgreSQL, it goes to a thread as before. Checkpoints, which sync to disk, always do.
+PostgreSQL, it goes to a thread as before. Checkpoints, which sync to disk, run in a thread in
+the background (``keep_checkpointing``), never on a request's path.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import anyio
 import anyio.to_thread
 
 from ..store import NOT_NOW, Store
 
 T = TypeVar("T")
+
+CHECKPOINT_LOOK_SECONDS = 1.0
+"""How often ``keep_checkpointing`` asks the store whether a checkpoint is due."""
 
 
 async def run_store(store: Store, work: Callable[[], T]) -> T:
@@ -25,6 +30,12 @@ async def run_store(store: Store, work: Callable[[], T]) -> T:
     done = store.now_or_not(work)
     if done is NOT_NOW:
         return await anyio.to_thread.run_sync(work)
-    if store.checkpoint_due():
-        await anyio.to_thread.run_sync(store.checkpoint)
     return done
+
+
+async def keep_checkpointing(store: Store, interval: float = CHECKPOINT_LOOK_SECONDS) -> None:
+    """Until cancelled: the store's checkpoint, in a worker thread, whenever one is due."""
+    while True:
+        await anyio.sleep(interval)
+        if store.checkpoint_due():
+            await anyio.to_thread.run_sync(store.checkpoint)

@@ -6,7 +6,8 @@ worker fight over the GIL (issue 21: 1.25x instead of 1.5x the floor's p50 with 
 So a short piece of work runs where it is asked, unless it would have to wait: for the store's
 lock (a thread is using the connection) or for SQLite's (another process is writing). Then it says
 ``NOT_NOW``, having changed nothing, and the caller runs it in a thread, where waiting is harmless
-(``calls.run_store``). Checkpoints, the one write that syncs to disk, run in a thread as well.
+(``core.store_calls.run_store``). Checkpoints, the one write that syncs to disk, run in a thread as
+well: after a write in a thread, or in the background (``core.store_calls.keep_checkpointing``).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class StoreBase:
 
     def now_or_not(self, work: Callable[[], T]) -> T | Literal[NotNow.NOT_NOW]:
         """``work()`` here and now, if that means waiting for nobody; else ``NOT_NOW``, having
-        changed nothing. For short work on the event loop; ``calls.run_store`` is the caller."""
+        changed nothing. For short work on the event loop; ``core.store_calls.run_store`` calls it."""
         if isinstance(self._conn, _Unavailable):
             return work()  # it raises at once
         if not self._lock.acquire(blocking=False):
