@@ -18,6 +18,7 @@ import pytest
 from anyio import wait_all_tasks_blocked
 
 from mcp_ollama.core.store_calls import keep_checkpointing, run_store
+from mcp_ollama.errors import StoreError
 from mcp_ollama.store import NOT_NOW, ChatStore, Store, base
 from mcp_ollama.store.postgres import PostgresStore
 
@@ -113,6 +114,23 @@ def test_work_finding_a_thread_on_the_connection_says_not_now_without_waiting(st
         release.set()
         worker.join(60)
     assert stored(store.path, "s") == []
+
+
+def test_a_worker_threads_busy_database_stays_its_own_error_while_the_loop_works_at_once(
+    store: ChatStore,
+) -> None:
+    """The loop being inside ``now_or_not`` says nothing about a worker thread's own transaction."""
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    store._conn.execute("PRAGMA busy_timeout = 0")  # fail at once rather than after 5 s
+    store._quick_in = threading.get_ident() + 1  # another thread (the loop's) is inside now_or_not
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            store.append_turn("s", model="m", user="hello", assistant="ok")
+    finally:
+        store._quick_in = None
+        blocker.execute("ROLLBACK")
+        blocker.close()
 
 
 def test_work_of_two_transactions_busy_after_the_first_waits_rather_than_redo_it(store: ChatStore) -> None:

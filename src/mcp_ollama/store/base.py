@@ -62,8 +62,10 @@ class StoreBase:
         self._conn = conn
         self._lock = threading.RLock()  # reentrant: now_or_not holds it around the work's own use
         self.path = path
-        self._quick = False
-        """Inside ``now_or_not``: SQLite waits for nobody, and a busy database means ``_WouldWait``."""
+        self._quick_in: int | None = None
+        """The thread inside ``now_or_not`` (the event loop's), if any: for it, SQLite waits for
+        nobody and a busy database means ``_WouldWait``. A worker thread that fails while the loop
+        is inside must not take the loop's failure for its own, hence a thread and not a flag."""
         self._commits = 0
         """Transactions committed in the current ``now_or_not`` (0: nothing stored yet)."""
         self._since_checkpoint = 0
@@ -95,16 +97,20 @@ class StoreBase:
             if self._quick:  # already inside now_or_not (the work called it again): just run it
                 return work()
             self._conn.execute("PRAGMA busy_timeout = 0")
-            self._quick, self._commits = True, 0
+            self._quick_in, self._commits = threading.get_ident(), 0
             try:
                 return work()
             except _WouldWait:
                 return NOT_NOW
             finally:
-                self._quick = False
+                self._quick_in = None
                 self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         finally:
             self._lock.release()
+
+    @property
+    def _quick(self) -> bool:
+        return self._quick_in == threading.get_ident()
 
     def checkpoint_due(self) -> bool:
         """Whether enough has been written since the last ``checkpoint``."""
