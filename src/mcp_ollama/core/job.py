@@ -239,7 +239,7 @@ class Job:
 class Handoff:
     """A finished turn's commit, handed to the request that will send the answer.
 
-    The owner runs ``commit`` in a worker thread under a shield and, if the host cancelled
+    The owner runs ``commit`` (``core.store_calls.run_store``) under a shield and, if the host cancelled
     the request meanwhile, ``undo``: the turn is stored exactly when the answer is sent.
     """
 

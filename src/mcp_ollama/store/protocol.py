@@ -3,7 +3,8 @@
 Two implementations satisfy it: ``ChatStore`` (SQLite, one file, the embedded default) and
 ``store.postgres.PostgresStore`` (one PostgreSQL database shared by several server replicas).
 Both are synchronous and safe to share between threads; async code calls them through
-``anyio.to_thread``, never on the event loop. ``store.opening.open_store`` picks one from the
+``anyio.to_thread``, or, for a turn's own work, ``core.store_calls.run_store``, which runs it at once
+when that waits for nobody (``now_or_not``). ``store.opening.open_store`` picks one from the
 settings; nothing above ``store/`` names either class.
 """
 
@@ -55,7 +56,7 @@ class Store(Protocol):
         having changed nothing. Async code calls it through ``core.store_calls.run_store``."""
 
     def checkpoint_due(self) -> bool:
-        """Whether ``checkpoint`` should run (in a worker thread) after work done ``now_or_not``."""
+        """Whether ``checkpoint`` should run (in a worker thread: ``core.store_calls.keep_checkpointing``)."""
 
     def checkpoint(self) -> None:
         """Bring the database file up to date with what was written (it may sync to disk)."""
