@@ -31,6 +31,7 @@ _PRINCIPAL_RE = re.compile(PRINCIPAL_PATTERN)
 
 # Fixed width, UTC, microseconds: these strings sort the same way the instants do.
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TIME_LENGTH = len("2026-01-01T00:00:00.000000Z")
 
 
 def validate_session_id(value: str) -> str:
@@ -179,6 +180,10 @@ def _format_time(moment: datetime) -> str:
 
 
 def _parse_time(text: str) -> datetime:
+    if len(text) == _TIME_LENGTH and text[10] == "T" and text[-1] == "Z":
+        # What _format_time writes, read in C: strptime took 15 us a message, most of the time
+        # it takes to read a session's history (issue 21). Both give the same aware datetime.
+        return datetime.fromisoformat(text)
     return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
