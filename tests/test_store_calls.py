@@ -83,6 +83,15 @@ async def test_a_database_another_program_writes_sends_the_turn_to_a_thread_and_
     assert stored(store.path, "s") == ["first", "second"]  # once, not twice
 
 
+async def test_a_cancelled_caller_stores_nothing(store: ChatStore) -> None:
+    """As with ``anyio.to_thread.run_sync``: a job its request cancelled must not store on the way out."""
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await run_store(store, lambda: turn(store, "s", "hello"))
+    assert scope.cancelled_caught
+    assert stored(store.path, "s") == []
+
+
 def test_work_that_would_wait_for_sqlite_says_not_now_and_changes_nothing(store: ChatStore) -> None:
     store.append_turn("s", model="m", user="first", assistant="ok")
     blocker = sqlite3.connect(store.path, isolation_level=None)

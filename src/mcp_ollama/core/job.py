@@ -256,6 +256,9 @@ class Handoff:
                 if cancelled():
                     return None
                 outcome = await self.commit()
+                # A cancel the client sent while the turn was being stored is read now: the commit may
+                # have run at once, without the event loop reading anything (core.store_calls).
+                await anyio.lowlevel.checkpoint()
                 if cancelled() and outcome.store_error is None:
                     await self.undo(outcome)
                     return None

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from ..store import NOT_NOW, Store
@@ -26,7 +27,12 @@ CHECKPOINT_LOOK_SECONDS = 1.0
 
 
 async def run_store(store: Store, work: Callable[[], T]) -> T:
-    """``work()``, which calls ``store``: at once when that waits for nobody, else in a worker thread."""
+    """``work()``, which calls ``store``: at once when that waits for nobody, else in a worker thread.
+
+    Like ``anyio.to_thread.run_sync``, it raises at once in a cancelled scope, before any of the work
+    is done: a job its request cancelled must not store its turn on the way out.
+    """
+    await anyio.lowlevel.checkpoint_if_cancelled()
     done = store.now_or_not(work)
     if done is NOT_NOW:
         return await anyio.to_thread.run_sync(work)
