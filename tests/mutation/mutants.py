@@ -31,7 +31,7 @@ class Mutant:
 AUTH = "src/mcp_ollama/transports/auth.py"
 SESSIONS = "src/mcp_ollama/store/sessions.py"
 JOBS = "src/mcp_ollama/store/jobs.py"
-RECORDS = "src/mcp_ollama/store/records.py"
+JOB_RECORDS = "src/mcp_ollama/store/job_records.py"
 CHAT = "src/mcp_ollama/core/chat.py"
 TASKS = "src/mcp_ollama/server/tasks.py"
 SESSION_TOOLS = "src/mcp_ollama/server/session_tools.py"
@@ -156,11 +156,11 @@ MUTANTS: list[Mutant] = [
     # --- store/jobs.py ---------------------------------------------------------------------------
     Mutant(
         "job-keyed-by-bare-session",
-        "store/records.py (job rows, both stores)",
+        "store/job_records.py (job rows, both stores)",
         "job rows keyed by the bare session id",
         (
             Edit(
-                RECORDS,
+                JOB_RECORDS,
                 'session_key(job.session_id, job.principal) if job.session_id else "",',
                 "job.session_id,",
             ),
@@ -266,11 +266,11 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "job-keyed-by-bare-session-over-http",
-        "store/records.py (job rows, both stores)",
+        "store/job_records.py (job rows, both stores)",
         "job rows keyed by the bare session id (seen through chat_result after a restart)",
         (
             Edit(
-                RECORDS,
+                JOB_RECORDS,
                 'session_key(job.session_id, job.principal) if job.session_id else "",',
                 "job.session_id,",
             ),

@@ -1,6 +1,7 @@
 """Chat sessions and their messages, kept in one SQLite file (or, shared, in PostgreSQL: ``postgres/``).
 
-This package owns the database: ``records`` (ids, titles, rows as records),
+This package owns the database: ``records`` (ids, titles, rows as records; job records in
+``job_records``),
 ``migrations`` (the schema, append-only, and the check that a file is ours),
 ``sessions`` and ``jobs`` (every query), ``diagnose`` (what went wrong, in a
 sentence), ``base`` (the connection and its transactions). A session is created by
@@ -21,6 +22,7 @@ from ..errors import StoreError
 from .base import BUSY_TIMEOUT_MS, NOT_NOW, NotNow, _Unavailable
 from .clients import ClientQueries
 from .diagnose import describe_os_error, describe_sqlite_error, inspect_database
+from .job_records import JobProgress, JobRecord
 from .jobs import JobQueries
 from .migrations import MIGRATIONS, _migrate, _refuse_foreign
 from .opening import open_store, unavailable_store, uses_postgres
@@ -30,8 +32,6 @@ from .records import (
     PRINCIPAL_PATTERN,
     SESSION_ID_PATTERN,
     ImageNote,
-    JobProgress,
-    JobRecord,
     SessionInfo,
     StoredMessage,
     derive_title,

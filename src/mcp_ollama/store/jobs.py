@@ -8,20 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .base import StoreBase
+from .job_records import _JOB_COLUMNS, JobProgress, JobRecord, _job_from_row, _job_values, encode_progress
 from .records import (
-    _JOB_COLUMNS,
     LOCAL,
-    JobProgress,
-    JobRecord,
     StoredMessage,
     _decode_cursor,
     _format_time,
-    _job_from_row,
-    _job_values,
     _message_from_row,
     _now,
     _page,
-    encode_progress,
     session_key,
 )
 

@@ -17,7 +17,8 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, Self, TypeVar
 
 from .base import NotNow
-from .records import LOCAL, ImageNote, JobProgress, JobRecord, SessionInfo, StoredMessage
+from .job_records import JobProgress, JobRecord
+from .records import LOCAL, ImageNote, SessionInfo, StoredMessage
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import StoreError
-from ..records import _JOB_COLUMNS
+from ..job_records import _JOB_COLUMNS
 from . import PostgresStore
 
 _SESSION_FIELDS = "id, title, model, created_at, updated_at, turn_count, principal"
