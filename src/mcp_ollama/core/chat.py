@@ -21,7 +21,7 @@ import anyio.to_thread
 
 from ..backend.models import ChatMessage, ChatRequest, GenerationOptions, ModelShow, Think
 from ..config import Settings
-from ..errors import InputError, InputTooLarge, McpOllamaError, ModelCannot, ModelNotFound, StoreError
+from ..errors import InputError, InputTooLarge, McpOllamaError, ModelNotFound, StoreError
 from ..store import (
     LOCAL,
     Store,
@@ -36,6 +36,7 @@ from .images import ImageBatch
 from .locks import SessionLocks
 from .ports import ModelBackend, ModelDetails
 from .prompts import render_system_prompt
+from .request import check_capabilities, to_chat, with_ctx
 from .store_calls import run_store
 from .structured import Format, check_format, parse_answer
 from .turns import LEASE_SECONDS, TurnObserver, TurnOutcome, TurnPlan, Unobserved
@@ -215,9 +216,9 @@ class ChatService:
         sid, options, model = plan.session_id, plan.options, plan.model
         catalog = await self.backend.catalog_for(model)
         shown = await catalog.details(model)
-        think = await self._check_capabilities(plan, shown, catalog)
+        think = await check_capabilities(plan, shown, catalog)
         window = self.window(model, shown, options)
-        history = [_to_chat(m) for m in stored]
+        history = [to_chat(m) for m in stored]
         system = ChatMessage(role="system", content=self.system_prompt)
         user = ChatMessage(role="user", content=plan.message)
         scale = self.calibration.scale(model)
@@ -237,7 +238,7 @@ class ChatService:
             model=model,
             messages=[system, *history, user],
             stream=True,
-            options=_with_ctx(options, window),
+            options=with_ctx(options, window),
             keep_alive=self._settings.keep_alive if plan.keep_alive is None else plan.keep_alive,
             think=think,
             format=plan.format,
@@ -337,23 +338,6 @@ class ChatService:
         """The details cache of the server that has ``model`` (the first server when none says so)."""
         return await self.backend.catalog_for(model)
 
-    async def _check_capabilities(
-        self, plan: TurnPlan, shown: ModelShow | None, catalog: ModelDetails
-    ) -> Think | None:
-        """Refuse what the model cannot do; the ``think`` value to send (None: send none)."""
-        capabilities = shown.capabilities if shown is not None else []
-        if not capabilities:  # Ollama did not say: let it decide
-            return plan.think
-        if plan.think and "thinking" not in capabilities:
-            able = await catalog.able("thinking")
-            raise ModelCannot(plan.model, "think", "thinking", able, "qwen3")
-        if plan.images and "vision" not in capabilities:
-            able = await catalog.able("vision")
-            raise ModelCannot(plan.model, "see images", "vision", able, "gemma3")
-        if plan.think is False and "thinking" not in capabilities:
-            return None  # nothing to turn off; Ollama refuses 'think' for such a model
-        return plan.think
-
 
 def _drop_frames(exc: BaseException) -> None:
     """Forget the tracebacks of ``exc`` and of the exceptions behind it (not their messages)."""
@@ -374,14 +358,3 @@ def _require_unicode(name: str, value: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InputError(f"The {name} is not valid Unicode text (it holds a lone surrogate).") from None
-
-
-def _to_chat(message: StoredMessage) -> ChatMessage:
-    return ChatMessage(role="assistant" if message.role == "assistant" else "user", content=message.content)
-
-
-def _with_ctx(options: GenerationOptions | None, num_ctx: int) -> GenerationOptions:
-    """``options`` with ``num_ctx`` set (the call's own, if it chose one, is ``num_ctx`` already)."""
-    if options is None:
-        return GenerationOptions(num_ctx=num_ctx)
-    return options.model_copy(update={"num_ctx": num_ctx})
