@@ -121,7 +121,10 @@ async def test_after_one_timeout_the_clients_next_calls_answer_generating_before
         await time_out(client, {"message": "first", "session_id": "learn-1"}, 2.0)
         assert await eventually(lambda: learned_timeout(settings) is not None)  # the cancel is on its way
         learned = learned_timeout(settings)
-        assert learned is not None and learned[0] >= 2.0
+        # The server times the wait from the request's arrival to the cancel's, so it may read a
+        # little under or over the client's 2 s (both messages cross a busy machine): a second either
+        # way is the margin, and the margin answer_before leaves covers it.
+        assert learned is not None and 1.0 < learned[0] < 3.0
         assert answer_before(learned[0]) < 2.0  # the host that gave up at 2 s is now answered in time
 
         fake.enqueue(LONG)
