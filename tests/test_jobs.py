@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from mcp_ollama.config import Settings
+from mcp_ollama.server import build_server
 from mcp_ollama.store import ChatStore, JobRecord
 
 from .conftest import client_for, connect, eventually, stdio_params
@@ -210,6 +211,20 @@ async def test_preload_loads_the_default_model_before_any_tool_call(
         await client.call_tool("chat", {"message": "now"})
     # The chat used the same num_ctx, so Ollama did not load the model a second time.
     assert fake.chat_requests[1]["options"]["num_ctx"] == preload["options"]["num_ctx"] == 8192
+    assert fake.loads == ["llama3:8b"]
+
+
+async def test_a_preload_told_to_wait_starts_only_when_let_go(settings: Settings, fake: FakeOllama) -> None:
+    """Over stdio the preload waits for the first answer to be out (``serve`` passes the event):
+    a chat made meanwhile reaches Ollama first, and the preload follows once the event is set."""
+    answered = anyio.Event()
+    server = build_server(dataclasses.replace(settings, preload=True), preload_after=answered)
+    async with client_for(server, "legacy") as client:
+        await client.call_tool("chat", {"message": "first"})
+        assert [body["messages"] != [] for body in fake.chat_requests] == [True]  # no preload yet
+        answered.set()
+        assert await eventually(lambda: len(fake.chat_requests) == 2, timeout=30)
+    assert fake.chat_requests[1]["messages"] == []  # the preload, after the chat
     assert fake.loads == ["llama3:8b"]
 
 

@@ -1,12 +1,16 @@
-"""How the stdio transport classifies each inbound line."""
+"""How the stdio transport classifies each inbound line, and tells when its first answer is out."""
 
 from __future__ import annotations
 
+import json
+import os
+
+import anyio
 import pytest
 from mcp.shared.message import SessionMessage
-from mcp_types import INVALID_REQUEST, PARSE_ERROR, JSONRPCError
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, JSONRPCError, JSONRPCRequest
 
-from mcp_ollama.transports.stdio import classify_line
+from mcp_ollama.transports.stdio import classify_line, stdio_transport
 
 
 @pytest.mark.parametrize(
@@ -44,3 +48,30 @@ def test_blank_lines_and_malformed_notifications_get_no_answer(line: bytes) -> N
 def test_valid_messages_pass_through() -> None:
     result = classify_line(b'{"jsonrpc": "2.0", "id": "r1", "method": "tools/list"}\n')
     assert isinstance(result, SessionMessage)
+
+
+@pytest.mark.anyio
+async def test_first_written_is_set_once_the_first_message_is_on_the_pipe() -> None:
+    """``serve`` holds the model's preload until the ``initialize`` answer is out."""
+    in_read, in_write = os.pipe()
+    out_read, out_write = os.pipe()
+    written = anyio.Event()
+    ping = SessionMessage(JSONRPCRequest(jsonrpc="2.0", id=1, method="ping"))
+    stdin, stdout = os.fdopen(in_read, "rb"), os.fdopen(out_write, "wb", buffering=0)
+    transport = stdio_transport(stdin, stdout, first_written=written)
+    async with transport as (read_stream, write_stream), read_stream, write_stream:
+        try:
+            assert not written.is_set()
+            await write_stream.send(ping)
+            with anyio.fail_after(30):
+                await written.wait()
+            line = b""
+            while not line.endswith(b"\n"):
+                line += os.read(out_read, 65536)
+            assert json.loads(line) == {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        finally:
+            os.close(in_write)  # end of input: the reader thread leaves readline()
+        assert [message async for message in read_stream] == []
+    for end in (stdin, stdout):
+        end.close()
+    os.close(out_read)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ def serve_http(settings: Settings, allowed_hosts: Sequence[str] = ()) -> int:
         settings = http_settings(settings, os.environ)
         check_exposure(settings.http_bind, settings.tokens_file)  # before the SDK's import cost
         check_listen(settings.http_bind, settings.http_port)  # before uvicorn starts anything
+        gc.disable()  # until the app is built: see settle_heap()
         from ..transports.http import serve_http as run
 
         with contextlib.suppress(KeyboardInterrupt):
@@ -34,4 +36,6 @@ def serve_http(settings: Settings, allowed_hosts: Sequence[str] = ()) -> int:
     except (ExposureError, TokenFileError, SettingsError) as exc:
         print(f"mcp-ollama: {exc}", file=sys.stderr)
         return 2
+    finally:
+        gc.enable()
     return 0

@@ -7,6 +7,7 @@ first, and how to chat from the terminal instead.
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
 from typing import TextIO
 
@@ -27,10 +28,14 @@ def serve(settings: Settings) -> int:
     """Serve MCP on stdio until stdin closes or a signal stops it; always 0."""
     if _is_terminal(sys.stdin):
         print(TTY_HINT, file=sys.stderr, flush=True)
-    from ..server import serve as serve_stdio  # the SDK import is the bulk of start-up
+    gc.disable()  # until the server is built: see settle_heap()
+    try:
+        from ..server import serve as serve_stdio  # the SDK import is the bulk of start-up
 
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve_stdio, settings)
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(serve_stdio, settings)
+    finally:
+        gc.enable()
     return 0
 
 

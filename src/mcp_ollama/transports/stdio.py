@@ -86,9 +86,13 @@ def _encode(message: SessionMessage | JSONRPCError) -> bytes:
 
 @asynccontextmanager
 async def stdio_transport(
-    stdin: BinaryIO | None = None, stdout: BinaryIO | None = None
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+    *,
+    first_written: anyio.Event | None = None,
 ) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
-    """Serve the process's stdin/stdout (or the given binary files) as MCP streams."""
+    """Serve the process's stdin/stdout (or the given binary files) as MCP streams; set
+    ``first_written`` once the first message is out (the ``initialize`` answer, for a host)."""
     restore: list[tuple[int, int]] = []
     saved_sys_stdout = sys.stdout
     if stdin is None:
@@ -130,6 +134,8 @@ async def stdio_transport(
         async with writer_out:
             async for message in writer_out:
                 await write(message)
+                if first_written is not None:
+                    first_written.set()
 
     try:
         async with BlockingPortal() as portal, anyio.create_task_group() as tg:
