@@ -218,7 +218,7 @@ async def test_a_preload_told_to_wait_starts_only_when_let_go(settings: Settings
     """Over stdio the preload waits for the first answer to be out (``serve`` passes the event):
     a chat made meanwhile reaches Ollama first, and the preload follows once the event is set."""
     answered = anyio.Event()
-    server = build_server(dataclasses.replace(settings, preload=True), preload_after=answered)
+    server = build_server(dataclasses.replace(settings, preload=True), first_answer=answered)
     async with client_for(server, "legacy") as client:
         await client.call_tool("chat", {"message": "first"})
         assert [body["messages"] != [] for body in fake.chat_requests] == [True]  # no preload yet

@@ -20,6 +20,8 @@ from mcp_types import ToolAnnotations
 from mcp_ollama.config import Settings
 from mcp_ollama.server import build_server, sdk
 
+from .conftest import eventually
+
 pytestmark = pytest.mark.anyio
 
 
@@ -114,3 +116,45 @@ async def test_dispatch_channel_is_shared_by_a_connections_requests_and_notifica
         assert seen["notifications"] and all(n is first for n in seen["notifications"])
     else:  # in-process dispatch: no notification carries a cancel, so there is nothing to tie
         assert first is None and second is None
+
+
+def test_deferred_tools_are_registered_once_by_whatever_first_asks() -> None:
+    server: MCPServer[Any] = MCPServer("deferred")
+    calls: list[str] = []
+
+    def register() -> None:
+        calls.append("register")
+        sdk.add_tool(server, _echo("deferred"), title="Echo", annotations=ToolAnnotations(title="Echo"))
+
+    manager = sdk.defer_tools(server, register)
+    assert sdk.tool_manager(server) is manager and not manager.built and calls == []
+    assert manager.get_tool("echo") is not None  # the first question builds them
+    assert [tool.name for tool in manager.list_tools()] == ["echo"]
+    manager.build()
+    assert manager.built and calls == ["register"]
+
+
+async def test_a_stdio_server_builds_its_tools_after_the_first_answer_or_when_asked(
+    settings: Settings,
+) -> None:
+    answered = anyio.Event()
+    server = build_server(settings, first_answer=answered)
+    manager = sdk.tool_manager(server)
+    assert isinstance(manager, sdk.DeferredTools) and not manager.built
+    async with Client(server) as client:  # in memory: nothing sets the event, so the list builds them
+        assert "chat" in {tool.name for tool in (await client.list_tools()).tools}
+    assert manager.built
+
+    answered = anyio.Event()
+    server = build_server(settings, first_answer=answered)
+    manager = sdk.tool_manager(server)
+    assert isinstance(manager, sdk.DeferredTools)
+    async with Client(server):
+        assert not manager.built  # the lifespan is up, and still nothing asked for them
+        answered.set()
+        assert await eventually(lambda: manager.built, timeout=30)
+
+
+def test_a_server_without_a_first_answer_event_has_its_tools_at_once(settings: Settings) -> None:
+    manager = sdk.tool_manager(build_server(settings))
+    assert isinstance(manager, sdk.DeferredTools) and manager.built

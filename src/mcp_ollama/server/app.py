@@ -71,12 +71,14 @@ INSTRUCTIONS = (
 # ---------------------------------------------------------------------------- server
 
 
-def build_server(settings: Settings, *, preload_after: anyio.Event | None = None) -> MCPServer[AppState]:
+def build_server(settings: Settings, *, first_answer: anyio.Event | None = None) -> MCPServer[AppState]:
     """An ``MCPServer`` wired to Ollama and the session store named in ``settings``.
 
-    ``preload_after``: the model's preload waits for it (stdio sets it once its first answer is
-    out), so the handshake does not wait behind the preload's start: building the HTTP client
-    imports httpcore, about 18 ms. A model takes seconds to load; that wait costs it nothing.
+    ``first_answer``: set once the first answer (``initialize``, for a host) is out; stdio passes one.
+    What that answer does not need waits for it: the tool definitions (about 25 ms: built then,
+    while the host reads the answer, or by the first request that needs them, if sooner), then
+    the model's preload (its HTTP client imports httpcore, about 18 ms; a model takes seconds to
+    load, so the wait costs it nothing). Without one, the definitions are built here.
     """
     bus = PrincipalBus(settings.max_streams_per_user)
     peers = Peers(bus, principal)
@@ -106,8 +108,10 @@ def build_server(settings: Settings, *, preload_after: anyio.Event | None = None
                     on_finished=announce,
                     heartbeat_interval=settings.heartbeat_interval,
                 ) as jobs:
+                    if first_answer is not None:
+                        jobs.spawn(lambda: _after(first_answer, tools.build))
                     if settings.preload:
-                        jobs.spawn(lambda: preload(pool, settings, after=preload_after))
+                        jobs.spawn(lambda: preload(pool, settings, after=first_answer))
                     tasks = TaskBook(
                         store,
                         jobs,
@@ -117,11 +121,7 @@ def build_server(settings: Settings, *, preload_after: anyio.Event | None = None
                     )
                     jobs.spawn(tasks.purge_forever)
                     jobs.spawn(lambda: relay_changes(peers, store, jobs, tasks))  # other replicas' changes
-                    chat_tool = tool_manager(server).get_tool("chat")  # registered below, built once
-                    assert chat_tool is not None
-                    yield AppState(
-                        settings, pool, store, chat, jobs, peers, tasks, chat_tool, patience=patience
-                    )
+                    yield AppState(settings, pool, store, chat, jobs, peers, tasks, tools, patience=patience)
         finally:
             store.close()
 
@@ -136,6 +136,7 @@ def build_server(settings: Settings, *, preload_after: anyio.Event | None = None
         log_level=settings.log_level,  # type: ignore[arg-type]
         extensions=[ChatTasks()],  # tasks: both eras' methods, 2026-07-28 tools/call
     )
+    tools = sdk.defer_tools(server, lambda: _register_tools(server, peers))
     lowlevel = lowlevel_server(server)
     lowlevel.middleware.append(ErrorCodeMiddleware())  # outermost of ours: no error has code 0
     lowlevel.middleware.append(
@@ -147,11 +148,8 @@ def build_server(settings: Settings, *, preload_after: anyio.Event | None = None
     # unknown-tool check)
     lowlevel.middleware.extend([TaskCapabilityMiddleware(TASK_TOOLS), LegacyTaskCalls()])
 
-    _register_tools(server, peers)
-    model_tools.register(server)  # pull_model, running_models, unload_model, embed
-    for tool in tool_manager(server).list_tools():
-        # The SDK takes a docstring as it is, continuation lines indented; hosts show it verbatim.
-        tool.description = inspect.cleandoc(tool.description)
+    if first_answer is None:
+        tools.build()
     prompt_handlers.register(server)
 
     resources.register(lowlevel)
@@ -166,6 +164,7 @@ def build_server(settings: Settings, *, preload_after: anyio.Event | None = None
 
 
 def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
+    """Every tool: built once per process (``sdk.add_tool``), when the server first needs them."""
     sdk.add_tool(
         server,
         chat_tools.chat,
@@ -193,9 +192,18 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
 
     model_list.register(server)
     session_tools.register(server, peers)
+    model_tools.register(server)  # pull_model, running_models, unload_model, embed
+    for tool in tool_manager(server).list_tools():
+        # The SDK takes a docstring as it is, continuation lines indented; hosts show it verbatim.
+        tool.description = inspect.cleandoc(tool.description)
 
 
 # ---------------------------------------------------------------------------- running
+
+
+async def _after(event: anyio.Event, then: Callable[[], None]) -> None:
+    await event.wait()
+    then()
 
 
 async def preload(pool: OllamaPool, settings: Settings, *, after: anyio.Event | None = None) -> None:
@@ -215,7 +223,7 @@ async def preload(pool: OllamaPool, settings: Settings, *, after: anyio.Event | 
 async def serve(settings: Settings) -> None:
     """Serve MCP on stdio until stdin closes or SIGTERM/SIGINT arrives; always ends cleanly."""
     answered = anyio.Event()
-    server = build_server(settings, preload_after=answered)
+    server = build_server(settings, first_answer=answered)
     settle_heap()
     lowlevel = lowlevel_server(server)
     options = lowlevel.create_initialization_options(NotificationOptions(resources_changed=True))

@@ -9,6 +9,7 @@ behind the SDK's public API: it calls these.
 | ``lowlevel_server`` | ``MCPServer._lowlevel_server``             | middleware, run(), the HTTP manager     |
 | ``tool_manager``    | ``MCPServer._tool_manager``                | is a tool known, its argument model     |
 | ``add_tool``        | ``ToolManager._tools``                     | a tool's definition built once          |
+| ``defer_tools``     | ``MCPServer._tool_manager`` (replaced)     | definitions built after the handshake   |
 | ``connection``      | ``ServerSession._connection``              | a handshake-era client's identity       |
 | ``request_outbound``| ``ServerSession._request_outbound``        | the cancel flag, whether progress goes  |
 | ``dispatch_channel``| ``_JSONRPCDispatchContext._dispatcher``    | which cancel notification is whose      |
@@ -64,6 +65,49 @@ def add_tool(
         built = _built[key] = Tool.from_function(fn, title=title, annotations=annotations)
     tools: dict[str, Tool] = tool_manager(server)._tools
     tools[built.name] = built.model_copy(update={"fn": fn})
+
+
+class DeferredTools(ToolManager):
+    """A ``ToolManager`` whose tools ``register`` adds when first asked for, or at ``build()``.
+
+    Building the definitions (pydantic models and JSON schemas) is about 25 ms that ``initialize``
+    does not need: stdio builds them just after its answer, while the host reads it.
+    """
+
+    def __init__(self, register: Callable[[], None]) -> None:
+        super().__init__()
+        self._register: Callable[[], None] | None = register
+
+    @property
+    def built(self) -> bool:
+        """Whether the tools are registered yet."""
+        return self._register is None
+
+    def build(self) -> None:
+        """Register the tools now, once; later calls do nothing."""
+        register, self._register = self._register, None
+        if register is not None:
+            register()
+
+    def get_tool(self, name: str) -> Tool | None:
+        self.build()
+        return super().get_tool(name)
+
+    def list_tools(self) -> list[Tool]:
+        self.build()
+        return super().list_tools()
+
+    def remove_tool(self, name: str) -> None:
+        self.build()
+        super().remove_tool(name)
+
+
+def defer_tools(server: MCPServer[Any], register: Callable[[], None]) -> DeferredTools:
+    """Give ``server`` a ``DeferredTools`` whose ``register`` adds every tool (call before any)."""
+    manager = DeferredTools(register)
+    manager.warn_on_duplicate_tools = tool_manager(server).warn_on_duplicate_tools
+    server._tool_manager = manager
+    return manager
 
 
 def tool(

@@ -8,7 +8,7 @@ from typing import Any
 
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.tools import Tool, ToolManager
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
@@ -41,8 +41,8 @@ class AppState:
     peers: Peers
     tasks: TaskBook
     """Every MCP task of this server, both eras."""
-    chat_tool: Tool
-    """``chat`` as registered (its argument model), for task calls that bypass ``tools/call``."""
+    tools: ToolManager
+    """The server's tools as registered (their argument models)."""
     requesters: Requesters = field(default_factory=Requesters)
     """Names for the connections that ask for tasks."""
     pulls: Pulls = field(default_factory=Pulls)
@@ -50,6 +50,13 @@ class AppState:
     patience: Patience = field(default_factory=Patience)
     """Why hosts cancel, and how long each client waits (the server's middleware, the same object)."""
     _model_names: tuple[float, list[str]] = field(default=(-1e9, []))
+
+    @property
+    def chat_tool(self) -> Tool:
+        """``chat`` as registered (its argument model), for task calls that bypass ``tools/call``."""
+        tool = self.tools.get_tool("chat")
+        assert tool is not None, "chat is always registered"
+        return tool
 
     async def model_names(self) -> list[str]:
         """Pulled model names on every server (first seen first), cached briefly; empty (not an
