@@ -1,8 +1,10 @@
-"""Rows 1 and 6: cold start (spawn to the ``initialize`` answer) and idle RSS, ours vs the floor.
+"""Rows 1 and 6: cold start (spawn to the ``initialize`` answer, and on to the ``tools/list``
+answer a host waits for next) and idle RSS, ours vs the floor.
 
 Raw ``subprocess`` + pipes, no SDK: write the initialize line at once, time until the answer
-line, send ``notifications/initialized``, read ``VmRSS`` after ``cold_settle_s``, then time the
-exit after stdin EOF. The two servers alternate AB / BA, after one unmeasured spawn each.
+line, send ``notifications/initialized`` and ``tools/list`` as a host does, time until that
+answer, read ``VmRSS`` after ``cold_settle_s``, then time the exit after stdin EOF. The two
+servers alternate AB / BA, after one unmeasured spawn each.
 """
 
 from __future__ import annotations
@@ -34,13 +36,12 @@ def _initialize_line() -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
-def _read_line(fd: int, timeout: float) -> bytes:
-    """One line from a pipe fd, or TimeoutError/EOFError. Reads byte-wise after select."""
-    buf = bytearray()
+def _read_line(fd: int, timeout: float, buf: bytearray) -> bytes:
+    """One line from a pipe fd, or TimeoutError/EOFError; what follows it stays in ``buf``."""
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as sel:
         sel.register(fd, selectors.EVENT_READ)
-        while True:
+        while b"\n" not in buf:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("no answer line from the server")
@@ -50,8 +51,10 @@ def _read_line(fd: int, timeout: float) -> bytes:
             if not data:
                 raise EOFError(f"server closed stdout; got {bytes(buf)[:200]!r}")
             buf += data
-            if b"\n" in buf:
-                return bytes(buf[: buf.index(b"\n")])
+    end = buf.index(b"\n")
+    line = bytes(buf[:end])
+    del buf[: end + 1]
+    return line
 
 
 def _rss_kib(pid: int) -> tuple[int, int]:
@@ -68,6 +71,7 @@ def cold_start_once(bench: Bench, name: str, args: list[str], db: Path) -> dict[
     """Spawn, send initialize at once, time the answer; then idle RSS and exit-on-EOF time."""
     init = _initialize_line()
     initialized = json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}).encode() + b"\n"
+    list_tools = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).encode() + b"\n"
     with bench.log(name).open("a") as errlog:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -84,13 +88,19 @@ def cold_start_once(bench: Bench, name: str, args: list[str], db: Path) -> dict[
         assert proc.stdout is not None
         proc.stdin.write(init)
         proc.stdin.flush()
-        line = _read_line(proc.stdout.fileno(), 30.0)
+        pending = bytearray()
+        line = _read_line(proc.stdout.fileno(), 30.0, pending)
         answered = time.perf_counter()
         reply = json.loads(line)
         if reply.get("id") != 1 or "result" not in reply:
             raise RuntimeError(f"{name}: unexpected initialize answer {line[:300]!r}")
-        proc.stdin.write(initialized)
+        proc.stdin.write(initialized + list_tools)
         proc.stdin.flush()
+        while json.loads(line := _read_line(proc.stdout.fileno(), 30.0, pending)).get("id") != 2:
+            pass  # a notification before the answer
+        listed = time.perf_counter()
+        if "result" not in json.loads(line):
+            raise RuntimeError(f"{name}: unexpected tools/list answer {line[:300]!r}")
         time.sleep(bench.cfg.cold_settle_s)
         rss, hwm = _rss_kib(proc.pid)
         closed = time.perf_counter()
@@ -104,6 +114,7 @@ def cold_start_once(bench: Bench, name: str, args: list[str], db: Path) -> dict[
         bench.procs.remove(proc)
     return {
         "init_ms": (answered - started) * 1e3,
+        "tools_ms": (listed - started) * 1e3,
         "rss_mib": rss / 1024,
         "hwm_mib": hwm / 1024,
         "exit_ms": (exited - closed) * 1e3,

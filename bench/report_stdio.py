@@ -39,6 +39,18 @@ def evaluate(
     ratio = paired(cold["ours"]["init_ms"], cold["floor"]["init_ms"], lambda x, y: x / y)
     best = f"{om:.0f} ms ({(om / fm - 1) * 100:+.1f}%); paired ratio {ratio:.2f}x"
     row("1b", "cold start: best of runs; median paired ratio", f"floor {fm:.0f} ms", best, "", None, "")
+    if "tools_ms" in cold["ours"]:  # results written before this row existed have no tools_ms
+        ft, ot = pct(cold["floor"]["tools_ms"], 50), pct(cold["ours"]["tools_ms"], 50)
+        listed = paired(cold["ours"]["tools_ms"], cold["floor"]["tools_ms"], lambda x, y: x / y)
+        row(
+            "1d",
+            "spawn -> tools/list answer, as a host asks next (median)",
+            f"floor {ft:.0f} ms (1 tool)",
+            f"{ot:.0f} ms = {ot / ft:.2f}x (paired {listed:.2f}x; 12 tools)",
+            "",
+            None,
+            "",
+        )
     fe, oe = pct(cold["floor"]["exit_ms"], 50), pct(cold["ours"]["exit_ms"], 50)
     row("1c", "exit after stdin EOF (median)", f"floor {fe:.0f} ms", f"{oe:.0f} ms", "", None, "")
 
