@@ -44,7 +44,7 @@ class ChatMessage(BaseModel):
 class GenerationOptions(BaseModel):
     """Sampling and length settings for one generation; every field is optional."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     temperature: float | None = Field(
         default=None,

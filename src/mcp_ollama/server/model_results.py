@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from ..backend.models import RunningModel
 from ..core.job import JobState
@@ -21,6 +21,8 @@ _VECTORS = {"type": "array", "items": {"type": "array"}}
 class ServerPullState(BaseModel):
     """One server's part of a pull."""
 
+    model_config = ConfigDict(defer_build=True)
+
     server: str = Field(description="The Ollama server's URL.")
     status: str = Field(description="Where its pull stands: 'pulling 4.7 GB: 38 %', 'verifying', 'done'…")
     completed_bytes: int = Field(description="Bytes downloaded so far.")
@@ -30,6 +32,8 @@ class ServerPullState(BaseModel):
 
 class PullResult(BaseModel):
     """A model pulled onto the Ollama servers, or still being pulled."""
+
+    model_config = ConfigDict(defer_build=True)
 
     pull_id: str = Field(
         description="Pass to pull_result to wait for the rest, or to cancel_pull to stop it."
@@ -47,6 +51,8 @@ class PullResult(BaseModel):
 class PullCancel(BaseModel):
     """The outcome of cancel_pull."""
 
+    model_config = ConfigDict(defer_build=True)
+
     pull_id: str
     model: str
     cancelled: bool = Field(description="False when the pull had already ended.")
@@ -54,6 +60,8 @@ class PullCancel(BaseModel):
 
 class LoadedModel(BaseModel):
     """One model in an Ollama server's memory."""
+
+    model_config = ConfigDict(defer_build=True)
 
     name: str = Field(description="The model's name.")
     server: str = Field(description="The Ollama server holding it.")
@@ -67,6 +75,8 @@ class LoadedModel(BaseModel):
 class RunningList(BaseModel):
     """What every Ollama server holds in memory now."""
 
+    model_config = ConfigDict(defer_build=True)
+
     models: list[LoadedModel]
     unreachable: dict[str, str] = Field(
         default_factory=dict, description="Servers that could not say, with the reason."
@@ -76,6 +86,8 @@ class RunningList(BaseModel):
 class UnloadResult(BaseModel):
     """The outcome of unload_model."""
 
+    model_config = ConfigDict(defer_build=True)
+
     model: str
     unloaded_from: list[str] = Field(
         description="The servers it was unloaded from (empty: it was not loaded)."
@@ -84,6 +96,8 @@ class UnloadResult(BaseModel):
 
 class EmbedResult(BaseModel):
     """Embedding vectors, one per input, in input order."""
+
+    model_config = ConfigDict(defer_build=True)
 
     model: str = Field(description="The embedding model used.")
     dimensions: int = Field(description="Numbers in each vector.")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, JsonValue, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema
 
 from ..backend.models import ModelInfo, ModelShow
 from ..core.text import human_bytes
@@ -17,6 +17,8 @@ from ..core.turns import TurnOutcome
 class Usage(BaseModel):
     """Token counts as Ollama reported them; null where Ollama sent none or an implausible one."""
 
+    model_config = ConfigDict(defer_build=True)
+
     prompt_tokens: int | None = Field(
         description="Tokens in the prompt Ollama evaluated (0 when it reused its cache)."
     )
@@ -25,6 +27,8 @@ class Usage(BaseModel):
 
 class Timings(BaseModel):
     """Ollama's timings; null where it sent none or an implausible one."""
+
+    model_config = ConfigDict(defer_build=True)
 
     total_ms: float | None = Field(description="Ollama's total time for the request, in milliseconds.")
     load_ms: float | None = Field(
@@ -39,6 +43,8 @@ ChatStatus = Literal["complete", "generating", "stored", "cancelled", "interrupt
 
 class ChatResult(BaseModel):
     """The answer to one chat message, and where it was stored."""
+
+    model_config = ConfigDict(defer_build=True)
 
     session_id: str = Field(description="Pass this as session_id to continue the conversation.")
     model: str = Field(description="The model that answered.")
@@ -95,6 +101,8 @@ class ChatResult(BaseModel):
 
 
 class ModelSummary(BaseModel):
+
+    model_config = ConfigDict(defer_build=True)
     name: str = Field(description="Model name to pass as `model` to chat, e.g. 'llama3:8b'.")
     capabilities: list[str] | None = Field(
         default=None,
@@ -123,12 +131,16 @@ class ModelSummary(BaseModel):
 class ModelList(BaseModel):
     """The models pulled into the local Ollama."""
 
+    model_config = ConfigDict(defer_build=True)
+
     models: list[ModelSummary]
     default_model: str = Field(description="The model chat uses when none is named.")
 
 
 class ChatCancel(BaseModel):
     """What cancel_chat did."""
+
+    model_config = ConfigDict(defer_build=True)
 
     session_id: str
     cancelled: bool = Field(description="True when a generation was running (or queued) and is now stopped.")
@@ -137,6 +149,8 @@ class ChatCancel(BaseModel):
 
 class SessionChange(BaseModel):
     """What a session-changing tool did."""
+
+    model_config = ConfigDict(defer_build=True)
 
     session_id: str
     deleted: bool = Field(description="True when the whole session is gone.")

@@ -32,6 +32,7 @@ from mcp_types import (
     PaginatedRequestParams,
     RequestParams,
 )
+from pydantic import ConfigDict
 
 from ..errors import LimitReached
 from . import sdk
@@ -65,6 +66,8 @@ _STATUS = {
 
 
 class TaskIdParams(RequestParams):
+    model_config = ConfigDict(defer_build=True)  # built at the first tasks/* request, not at start
+
     task_id: str
 
 
