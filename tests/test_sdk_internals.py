@@ -134,6 +134,25 @@ def test_deferred_tools_are_registered_once_by_whatever_first_asks() -> None:
     assert manager.built and calls == ["register"]
 
 
+def test_deferred_tools_that_fail_to_register_fail_again_when_next_asked() -> None:
+    server: MCPServer[Any] = MCPServer("deferred")
+    attempts: list[int] = []
+
+    def register() -> None:
+        attempts.append(1)
+        sdk.add_tool(server, _echo("deferred"), title="Echo", annotations=ToolAnnotations(title="Echo"))
+        if len(attempts) < 3:
+            raise RuntimeError("a tool definition could not be built")
+
+    manager = sdk.defer_tools(server, register)
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            manager.list_tools()
+        assert not manager.built
+    assert [tool.name for tool in manager.list_tools()] == ["echo"] and manager.built
+    assert len(attempts) == 3
+
+
 async def test_a_stdio_server_builds_its_tools_after_the_first_answer_or_when_asked(
     settings: Settings,
 ) -> None:

@@ -8,14 +8,21 @@ import dataclasses
 import gc
 from collections.abc import Callable, Iterator
 
+import anyio
 import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 import mcp_ollama.server
+import mcp_ollama.server.app
 import mcp_ollama.transports.http
 from mcp_ollama.cli.http import serve_http
 from mcp_ollama.cli.serve import serve
 from mcp_ollama.config import Settings
+from mcp_ollama.server import build_server
 from mcp_ollama.server.app import settle_heap
+
+from .conftest import eventually
 
 ENTRIES: dict[str, tuple[object, str, Callable[[Settings], int]]] = {
     "stdio": (mcp_ollama.server, "serve", serve),
@@ -73,3 +80,24 @@ def test_a_start_that_fails_leaves_the_collector_running(
     with pytest.raises(RuntimeError):
         command()
     assert gc.isenabled()
+
+
+@pytest.mark.anyio
+async def test_tool_definitions_that_fail_to_build_leave_the_server_up_and_say_so(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Built after the first answer on stdio: a failure there (a bug) is logged, each request
+    that needs the tools gets an error with a code, and the rest of the server keeps serving."""
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a tool definition could not be built")
+
+    monkeypatch.setattr(mcp_ollama.server.app, "_register_tools", broken)
+    answered = anyio.Event()
+    async with Client(build_server(settings, first_answer=answered)) as client:
+        answered.set()
+        assert await eventually(lambda: "could not build the tool definitions" in caplog.text, timeout=30)
+        with pytest.raises(MCPError) as caught:
+            await client.list_tools()
+        assert caught.value.error.code not in (0, None) and "keeps running" in caught.value.error.message
+        assert (await client.list_prompts()).prompts

@@ -109,7 +109,7 @@ def build_server(settings: Settings, *, first_answer: anyio.Event | None = None)
                     heartbeat_interval=settings.heartbeat_interval,
                 ) as jobs:
                     if first_answer is not None:
-                        jobs.spawn(lambda: _after(first_answer, tools.build))
+                        jobs.spawn(lambda: _build_tools_after(first_answer, tools))
                     if settings.preload:
                         jobs.spawn(lambda: preload(pool, settings, after=first_answer))
                     tasks = TaskBook(
@@ -201,9 +201,14 @@ def _register_tools(server: MCPServer[AppState], peers: Peers) -> None:
 # ---------------------------------------------------------------------------- running
 
 
-async def _after(event: anyio.Event, then: Callable[[], None]) -> None:
+async def _build_tools_after(event: anyio.Event, tools: sdk.DeferredTools) -> None:
+    """Build the tool definitions once ``event`` is set, unless a request already did. A failure
+    (a bug, not an input) is logged here and raised again to each request that needs the tools."""
     await event.wait()
-    then()
+    try:
+        tools.build()
+    except Exception:
+        logger.exception("could not build the tool definitions")
 
 
 async def preload(pool: OllamaPool, settings: Settings, *, after: anyio.Event | None = None) -> None:

@@ -84,10 +84,16 @@ class DeferredTools(ToolManager):
         return self._register is None
 
     def build(self) -> None:
-        """Register the tools now, once; later calls do nothing."""
-        register, self._register = self._register, None
-        if register is not None:
+        """Register the tools now, once; later calls do nothing. If registering fails, the next
+        call tries again (and fails as loudly): a server never lists a part of its tools as all."""
+        register, self._register = self._register, None  # what register() itself asks sees its tools
+        if register is None:
+            return
+        try:
             register()
+        except BaseException:
+            self._register = register
+            raise
 
     def get_tool(self, name: str) -> Tool | None:
         self.build()
