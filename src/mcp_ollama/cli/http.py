@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from ..transports.auth import TokenFileError
 from ..transports.exposure import ExposureError, check_exposure
 from ..transports.limits import http_settings
 from ..transports.listen import ListenError, check_listen
+from .serve import collector_paused
 
 
 def serve_http(settings: Settings, allowed_hosts: Sequence[str] = ()) -> int:
@@ -25,17 +25,15 @@ def serve_http(settings: Settings, allowed_hosts: Sequence[str] = ()) -> int:
         settings = http_settings(settings, os.environ)
         check_exposure(settings.http_bind, settings.tokens_file)  # before the SDK's import cost
         check_listen(settings.http_bind, settings.http_port)  # before uvicorn starts anything
-        gc.disable()  # until the app is built: see settle_heap()
-        from ..transports.http import serve_http as run
+        with collector_paused():
+            from ..transports.http import serve_http as run
 
-        with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(run, settings, allowed_hosts)
+            with contextlib.suppress(KeyboardInterrupt):
+                anyio.run(run, settings, allowed_hosts)
     except ListenError as exc:
         print(f"mcp-ollama: {exc}", file=sys.stderr)
         return 1
     except (ExposureError, TokenFileError, SettingsError) as exc:
         print(f"mcp-ollama: {exc}", file=sys.stderr)
         return 2
-    finally:
-        gc.enable()
     return 0

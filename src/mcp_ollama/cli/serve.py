@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import sys
+from collections.abc import Iterator
 from typing import TextIO
 
 import anyio
@@ -28,15 +29,23 @@ def serve(settings: Settings) -> int:
     """Serve MCP on stdio until stdin closes or a signal stops it; always 0."""
     if _is_terminal(sys.stdin):
         print(TTY_HINT, file=sys.stderr, flush=True)
-    gc.disable()  # until the server is built: see settle_heap()
-    try:
+    with collector_paused():
         from ..server import serve as serve_stdio  # the SDK import is the bulk of start-up
 
         with contextlib.suppress(KeyboardInterrupt):
             anyio.run(serve_stdio, settings)
+    return 0
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The garbage collector off from here (before the SDK's import) until the server is built:
+    ``settle_heap()`` resumes it then; this does on the way out, should the start fail."""
+    gc.disable()
+    try:
+        yield
     finally:
         gc.enable()
-    return 0
 
 
 def _is_terminal(stream: TextIO | None) -> bool:

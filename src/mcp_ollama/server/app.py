@@ -245,7 +245,7 @@ def settle_heap() -> None:
     about 50 ms here: the slowest calls in a run were those. ``gc.freeze``, as servers do after
     start-up; for the processes that serve, not for a test that builds many servers.
 
-    The serving commands pause the collector from the SDK's import until here (``gc.disable``):
+    The serving commands pause the collector from the SDK's import until here (``collector_paused``):
     building those objects set off passes over a growing heap that found almost nothing (about
     3,000 objects, 0.5 MB, now kept for good), about 70 ms of a 570 ms start. Resumed here."""
     gc.freeze()
