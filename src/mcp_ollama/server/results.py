@@ -102,6 +102,7 @@ class ChatResult(BaseModel):
 
 class ModelSummary(BaseModel):
     model_config = ConfigDict(defer_build=True)
+
     name: str = Field(description="Model name to pass as `model` to chat, e.g. 'llama3:8b'.")
     capabilities: list[str] | None = Field(
         default=None,
