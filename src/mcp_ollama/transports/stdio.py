@@ -7,8 +7,10 @@ library can never corrupt the JSON-RPC stream. Unlike it:
 - a line that is not JSON gets a -32700 error response, and one that is JSON but no valid
   JSON-RPC message gets -32600 (with the request's id when it has a usable one); the SDK
   drops both silently;
-- stdin is read in a daemon thread, so SIGTERM can end the process without waiting for
-  the client to close its end of the pipe;
+- stdin is read by the event loop itself when it is a pipe or a socket (as every host runs
+  a server), which saves a thread switch each way per message; anything else (a terminal, a
+  file, any stdin on Windows) is read in a daemon thread. Either way SIGTERM can end the
+  process without waiting for the client to close its end of the pipe;
 - lines may end in ``\\r\\n`` (a Windows host may send that); what we write always ends in
   ``\\n`` alone, with both pipes in binary mode on Windows.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -116,16 +119,27 @@ async def stdio_transport(
             else:
                 await _write_all(out_fd, data)
 
-    def read_stdin(portal: BlockingPortal) -> None:
+    async def deliver(line: bytes) -> None:
+        parsed = classify_line(line)
+        if isinstance(parsed, SessionMessage):
+            await reader_in.send(parsed)
+        elif parsed is not None:
+            await write(parsed)
+
+    async def read_in_loop(fd: int) -> None:
+        try:
+            async for line in _lines(fd):
+                await deliver(line)
+            await reader_in.aclose()
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+            pass  # the server is shutting down, or stdin is gone: nothing left to deliver
+
+    def read_in_thread(portal: BlockingPortal) -> None:
         # A daemon thread, not an anyio worker: a worker blocked in readline() would keep the
         # interpreter from exiting after SIGTERM until the client closes the pipe.
         try:
             for line in iter(stdin.readline, b""):
-                parsed = classify_line(line)
-                if isinstance(parsed, SessionMessage):
-                    portal.call(reader_in.send, parsed)
-                elif parsed is not None:
-                    portal.call(write, parsed)
+                portal.call(deliver, line)
             portal.call(reader_in.aclose)
         except (RuntimeError, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
             pass  # the server is shutting down, or stdin is gone: nothing left to deliver
@@ -137,9 +151,13 @@ async def stdio_transport(
                 if first_written is not None:
                     first_written.set()
 
+    in_fd = _pollable_fd(stdin)
     try:
         async with BlockingPortal() as portal, anyio.create_task_group() as tg:
-            threading.Thread(target=read_stdin, args=(portal,), name="mcp-stdin", daemon=True).start()
+            if in_fd is None:
+                threading.Thread(target=read_in_thread, args=(portal,), name="mcp-stdin", daemon=True).start()
+            else:
+                tg.start_soon(read_in_loop, in_fd)
             tg.start_soon(write_stdout)
             try:
                 yield read_stream, write_stream
@@ -148,14 +166,55 @@ async def stdio_transport(
                 # A line the reader thread is still handing over is dropped: the server is done.
                 await portal.stop(cancel_remaining=True)
     finally:
-        if out_fd is not None and sys.platform != "win32":
-            with suppress(OSError):
-                os.set_blocking(out_fd, True)
+        for fd in (in_fd, out_fd):
+            if fd is not None and sys.platform != "win32":
+                with suppress(OSError):
+                    os.set_blocking(fd, True)
         sys.stdout = saved_sys_stdout
         for fd, saved in reversed(restore):
             with suppress(OSError):
                 os.dup2(saved, fd)
                 os.close(saved)
+
+
+def _pollable_fd(stream: BinaryIO) -> int | None:
+    """``stream``'s descriptor, made non-blocking, when it is a pipe or a socket the event loop
+    can wait on; ``None`` for a terminal (whose non-blocking mode the shell would inherit), a
+    file (which epoll refuses), or anything on Windows."""
+    if sys.platform == "win32":
+        return None
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return None
+    return _nonblocking_fd(stream)
+
+
+async def _lines(fd: int) -> AsyncIterator[bytes]:
+    """The lines read from the non-blocking ``fd``, each with its ``\\n``, then what follows the
+    last one, as ``readline()`` gives them; the loop waits whenever the pipe is empty."""
+    buffer = bytearray()
+    scanned = 0
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            await anyio.wait_readable(fd)
+            continue
+        if not chunk:
+            break
+        buffer += chunk
+        while (end := buffer.find(b"\n", scanned)) >= 0:
+            line = bytes(buffer[: end + 1])
+            del buffer[: end + 1]  # cheap: a bytearray drops its head without copying the rest
+            scanned = 0
+            yield line
+        scanned = len(buffer)
+    if buffer:
+        yield bytes(buffer)
 
 
 def _nonblocking_fd(stream: BinaryIO) -> int | None:
