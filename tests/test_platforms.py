@@ -18,12 +18,11 @@ from .fake_ollama import FakeOllama
 from .rawstdio import RawServer
 from .test_server_stdio import raw_env
 
-# The server as `python -m mcp_ollama`, but on asyncio's own loop (Windows has no uvloop) refusing
-# signal handlers the way asyncio's loops on Windows do.
+# The server as `python -m mcp_ollama`, but with the event loop refusing signal handlers the
+# way asyncio's loops on Windows do.
 WINDOWS_LIKE_LOOP = (
     "-c",
     "import asyncio, sys\n"
-    "sys.modules['uvloop'] = None\n"
     "def refuse(self, *args, **kwargs):\n"
     "    raise NotImplementedError\n"
     "asyncio.unix_events._UnixSelectorEventLoop.add_signal_handler = refuse\n"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import sys
 from collections.abc import Callable, Iterator
 
 import anyio
@@ -24,9 +23,6 @@ from mcp_ollama.server import build_server
 from mcp_ollama.server.app import settle_heap
 
 from .conftest import eventually
-from .fake_ollama import FakeOllama
-from .rawstdio import RawServer
-from .test_server_stdio import raw_env
 
 ENTRIES: dict[str, tuple[object, str, Callable[[Settings], int]]] = {
     "stdio": (mcp_ollama.server, "serve", serve),
@@ -105,28 +101,3 @@ async def test_tool_definitions_that_fail_to_build_leave_the_server_up_and_say_s
             await client.list_tools()
         assert caught.value.error.code not in (0, None) and "keeps running" in caught.value.error.message
         assert (await client.list_prompts()).prompts
-
-
-NO_UVLOOP = (
-    "-c",
-    "import sys\n"
-    "sys.modules['uvloop'] = None\n"
-    "from mcp_ollama.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n",
-)
-"""The server as ``python -m mcp_ollama``, where uvloop cannot be imported (as on Windows)."""
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="uvloop is not installed on Windows")
-@pytest.mark.parametrize(("launcher", "loop"), [(("-m", "mcp_ollama"), "uvloop"), (NO_UVLOOP, "asyncio")])
-def test_stdio_serves_on_uvloop_where_installed_and_on_asyncio_where_not(
-    launcher: tuple[str, ...], loop: str, settings: Settings, fake: FakeOllama
-) -> None:
-    env = {**raw_env(settings), "MCP_OLLAMA_LOG_LEVEL": "DEBUG"}
-    with RawServer(env, launcher=launcher) as server:
-        server.initialize()
-        answer = server.request("tools/call", {"name": "chat", "arguments": {"message": "Hello?"}})
-        assert answer["result"]["structuredContent"]["answer"]
-        server.close_stdin()
-        assert server.wait(15) == 0
-    assert f"serving MCP on stdio, event loop: {loop}".encode() in b"".join(server.stderr_raw)

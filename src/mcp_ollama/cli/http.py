@@ -14,7 +14,7 @@ from ..transports.auth import TokenFileError
 from ..transports.exposure import ExposureError, check_exposure
 from ..transports.limits import http_settings
 from ..transports.listen import ListenError, check_listen
-from .serve import collector_paused, loop_options
+from .serve import collector_paused
 
 
 def serve_http(settings: Settings, allowed_hosts: Sequence[str] = ()) -> int:
@@ -29,7 +29,7 @@ def serve_http(settings: Settings, allowed_hosts: Sequence[str] = ()) -> int:
             from ..transports.http import serve_http as run
 
             with contextlib.suppress(KeyboardInterrupt):
-                anyio.run(run, settings, allowed_hosts, backend_options=loop_options())
+                anyio.run(run, settings, allowed_hosts)
     except ListenError as exc:
         print(f"mcp-ollama: {exc}", file=sys.stderr)
         return 1

@@ -10,7 +10,7 @@ import contextlib
 import gc
 import sys
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import TextIO
 
 import anyio
 
@@ -33,25 +33,8 @@ def serve(settings: Settings) -> int:
         from ..server import serve as serve_stdio  # the SDK import is the bulk of start-up
 
         with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(serve_stdio, settings, backend_options=loop_options())
+            anyio.run(serve_stdio, settings)
     return 0
-
-
-def loop_options() -> dict[str, Any]:
-    """``anyio.run``'s backend options for the serving commands: uvloop where it is installed
-    (a dependency everywhere but Windows), asyncio's own loop otherwise.
-
-    On the bench machine uvloop takes 0.15-0.3 ms off the server's 2.3-3 ms of CPU per ``chat``
-    (5-10 %), for 5 ms more start-up. The one-shot commands (``ask``, ``doctor``, ``pull``)
-    keep asyncio's loop: they run a handful of requests, and would pay the import for nothing.
-    """
-    if sys.platform == "win32":
-        return {}
-    try:
-        import uvloop  # noqa: F401  (anyio imports it again by name)
-    except ImportError:
-        return {}
-    return {"use_uvloop": True}
 
 
 @contextlib.contextmanager

@@ -230,7 +230,6 @@ async def serve(settings: Settings) -> None:
     answered = anyio.Event()
     server = build_server(settings, first_answer=answered)
     settle_heap()
-    logger.debug("serving MCP on stdio, event loop: %s", event_loop_name())
     lowlevel = lowlevel_server(server)
     options = lowlevel.create_initialization_options(NotificationOptions(resources_changed=True))
     transport = stdio_transport(first_written=answered)
@@ -251,11 +250,6 @@ def settle_heap() -> None:
     3,000 objects, 0.5 MB, now kept for good), about 70 ms of a 570 ms start. Resumed here."""
     gc.freeze()
     gc.enable()
-
-
-def event_loop_name() -> str:
-    """``uvloop`` or ``asyncio``: which loop this server runs on (``cli.serve.loop_options``)."""
-    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
 
 
 async def _stop_on_signals(stop: Callable[[], None]) -> None:

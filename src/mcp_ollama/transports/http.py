@@ -50,7 +50,7 @@ from starlette.types import ASGIApp
 from .. import __version__
 from ..config import Settings
 from ..server import build_server
-from ..server.app import event_loop_name, settle_heap
+from ..server.app import settle_heap
 from ..server.sdk import lowlevel_server
 from ..server.state import AppState
 from .auth import TokenBook, TokenChecker, hash_token
@@ -230,7 +230,6 @@ async def serve_http(settings: Settings, extra_hosts: Sequence[str] = ()) -> Non
     token, generated = _operator_token(settings)
     app = build_http_app(settings, extra_hosts, token)
     settle_heap()
-    logger.debug("serving MCP on HTTP, event loop: %s", event_loop_name())
     if not is_loopback(settings.http_bind) and not extra_hosts:
         logger.warning(
             "listening on %s: clients must use a loopback name or this address in the URL; give the "
