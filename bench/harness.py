@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,21 @@ def pct(values: Sequence[float], q: float) -> float:
 def paired(a: Sequence[float], b: Sequence[float], op: Callable[[float, float], float]) -> float:
     """Median of op(a[i], b[i]): samples taken in the same interleaved round, so drift cancels."""
     return pct([op(x, y) for x, y in zip(a, b, strict=True)], 50)
+
+
+def ratio_interval(
+    a: Sequence[float], b: Sequence[float], q: float, reps: int = 1000, seed: int = 21
+) -> tuple[float, float]:
+    """The 90 % bootstrap interval of ``pct(a, q) / pct(b, q)``: how far a run's p99 ratio could
+    have landed by the luck of which calls hit a hiccup of the machine. Rounds are resampled
+    whole (``a[i]`` and ``b[i]`` were taken in the same interleaved round), so drift stays paired."""
+    rng = random.Random(seed)
+    n = len(a)
+    ratios = []
+    for _ in range(reps):
+        picks = [rng.randrange(n) for _ in range(n)]
+        ratios.append(pct([a[i] for i in picks], q) / pct([b[i] for i in picks], q))
+    return pct(ratios, 5), pct(ratios, 95)
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:

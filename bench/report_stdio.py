@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from harness import Config, paired, pct, summary
+from harness import Config, paired, pct, ratio_interval, summary
 from report import row_adder
 
 COLD_START_LIMIT = 1.05
@@ -84,33 +84,40 @@ def evaluate(
     p50r = pct(ours, 50) / fp50
     pr = paired(ours, pc["floor"], lambda x, y: x / y)
     p99r = pct(ours, 99) / fp99
+    p99lo, p99hi = ratio_interval(ours, pc["floor"], 99)
     row(
         "2c",
         "chat (new session) / floor: p50 ratio; p99 ratio",
         f"floor p50 {fp50:.2f}, p99 {fp99:.2f} ms",
-        f"p50 {p50r:.2f}x (paired {pr:.2f}x); p99 {pct(ours, 99):.2f} ms = {p99r:.2f}x",
+        f"p50 {p50r:.2f}x (paired {pr:.2f}x); p99 {pct(ours, 99):.2f} ms = {p99r:.2f}x "
+        f"(90 % interval {p99lo:.2f}-{p99hi:.2f}x)",
         "p50 <= 1.15x floor",
         p50r <= 1.15,
         f"{p50r - 1.15:.2f}x ({pct(ours, 50) - 1.15 * fp50:.2f} ms over 1.15x)",
         p50_ratio=p50r,
         paired_ratio=pr,
         p99_ratio=p99r,
+        p99_ratio_interval=[p99lo, p99hi],
     )
 
     # 2d. the TypeScript peer, npm ollama-mcp (ollama_chat), in the same interleave
     if "peer_ollama_mcp" in pc:
         pe = pc["peer_ollama_mcp"]
         op99, pp99 = pct(ours, 99), pct(pe, 99)
+        lo, hi = ratio_interval(ours, pe, 99)
         row(
             "2d",
             f"chat p50 / p99 vs npm ollama-mcp {peer.version} ollama_chat ({len(pe)} calls)",
             f"peer {pct(pe, 50):.2f} / {pp99:.2f} ms",
-            f"{pct(ours, 50):.2f} / {op99:.2f} ms (p99 {op99 / pp99:.2f}x the peer's)",
+            f"{pct(ours, 50):.2f} / {op99:.2f} ms (p99 {op99 / pp99:.2f}x the peer's; "
+            f"90 % interval {lo:.2f}-{hi:.2f}x)",
             "p99 <= peer p99",
             op99 <= pp99,
             f"{op99 - pp99:.2f} ms",
             peer_stats=summary(pe),
             ours_stats=summary(ours),
+            p99_ratio=op99 / pp99,
+            p99_ratio_interval=[lo, hi],
         )
     else:
         row("2d", "chat p99 vs npm ollama-mcp", "not run", str(peer), "p99 <= peer p99", None, "")
