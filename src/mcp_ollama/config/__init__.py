@@ -6,7 +6,8 @@ from ..errors import SettingsError
 from .hosts import Secret, parse_ollama_host
 from .load import database_origin, load_settings
 from .settings import DEFAULT_MODEL, Settings, default_db_path
-from .spec import SETTINGS_SPEC, SettingSpec
+from .spec import SETTINGS_SPEC
+from .spec_row import SettingSpec
 
 __all__ = [
     "DEFAULT_MODEL",
