@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from mcp_ollama.backend.client import OllamaClient
 from mcp_ollama.backend.models import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, ModelShow
-from mcp_ollama.errors import (
+from mcp_ollama.backend_errors import (
     ModelNotFound,
     OllamaStatusError,
     OllamaTimeout,

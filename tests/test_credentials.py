@@ -20,8 +20,8 @@ import pytest
 
 from mcp_ollama.backend.client import OllamaClient
 from mcp_ollama.backend.models import ChatMessage, ChatRequest
+from mcp_ollama.backend_errors import OllamaStatusError, OllamaUnreachable
 from mcp_ollama.config import Secret, Settings, SettingsError, load_settings, parse_ollama_host
-from mcp_ollama.errors import OllamaStatusError, OllamaUnreachable
 
 from .conftest import free_port
 from .fake_ollama import Behavior, FakeOllama

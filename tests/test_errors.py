@@ -1,4 +1,5 @@
-"""``errors.py``: model-name advice, the closest pulled model and the pulled models named."""
+"""``errors.py`` and ``backend_errors.py``: model-name advice, the closest pulled model and the
+pulled models named."""
 
 from __future__ import annotations
 
@@ -6,17 +7,15 @@ import pytest
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
 from mcp_ollama import errors as errors_module
+from mcp_ollama.backend_errors import ModelNotFound, OllamaUnreachable, closest_name
 from mcp_ollama.errors import (
     Disposition,
     InputTooLarge,
     InvalidSessionId,
     McpOllamaError,
     ModelCannot,
-    ModelNotFound,
-    OllamaUnreachable,
     SessionNotFound,
     StoreError,
-    closest_name,
 )
 from mcp_ollama.server.errors import protocol_error, tool_error
 

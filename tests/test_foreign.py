@@ -12,8 +12,8 @@ import pytest
 
 from mcp_ollama.backend.client import OllamaClient
 from mcp_ollama.backend.foreign import OPENING_CHARS, opening
+from mcp_ollama.backend_errors import NotOllama
 from mcp_ollama.config import Settings
-from mcp_ollama.errors import NotOllama
 
 from .conftest import connect
 from .test_cli import cli_env, run_cli

@@ -2,8 +2,8 @@
 
 - No import cycle among the package's modules, nor among the bench's.
 - ``core`` (the domain) imports nothing above it: only the standard library, pydantic, anyio, its
-  own modules, and the layers below it (``errors``, ``config``, ``store``, and the pure wire types
-  in ``backend.models``) — never ``mcp``, ``httpx``, the pool or the server.
+  own modules, and the layers below it (``errors``, ``backend_errors``, ``config``, ``store``, and the
+  pure wire types in ``backend.models``) — never ``mcp``, ``httpx``, the pool or the server.
 - No module over 400 lines (the aim is ~300).
 """
 
@@ -17,7 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PACKAGE = "mcp_ollama"
-CORE_MAY_IMPORT = {"mcp_ollama.errors", "mcp_ollama.config", "mcp_ollama.store", "mcp_ollama.backend.models"}
+CORE_MAY_IMPORT = {
+    "mcp_ollama.errors",
+    "mcp_ollama.backend_errors",
+    "mcp_ollama.config",
+    "mcp_ollama.store",
+    "mcp_ollama.backend.models",
+}
 CORE_THIRD_PARTY = {"anyio", "pydantic", "jsonschema"}
 MAX_LINES = 400
 

@@ -22,10 +22,10 @@ import pytest
 
 from mcp_ollama.backend.client import OllamaClient
 from mcp_ollama.backend.pool import OllamaPool
+from mcp_ollama.backend_errors import OllamaStatusError
 from mcp_ollama.config import Settings
 from mcp_ollama.core.chat import ChatService
 from mcp_ollama.core.turns import LEASE_SECONDS, Unobserved
-from mcp_ollama.errors import OllamaStatusError
 from mcp_ollama.store import ChatStore, StoredMessage
 
 from .conftest import eventually

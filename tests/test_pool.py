@@ -18,8 +18,9 @@ from mcp_ollama.backend.client import OllamaClient
 from mcp_ollama.backend.health import Health, Trouble
 from mcp_ollama.backend.models import ChatMessage, ChatRequest
 from mcp_ollama.backend.pool import DEFAULT_MAX_PARALLEL, OllamaPool, OnWait, Tuning, model_key
+from mcp_ollama.backend_errors import ModelNotFound, OllamaStatusError, OllamaUnreachable, StreamError
 from mcp_ollama.config.hosts import DEFAULT_OLLAMA_URL, parse_ollama_hosts
-from mcp_ollama.errors import ModelNotFound, OllamaStatusError, OllamaUnreachable, SettingsError, StreamError
+from mcp_ollama.errors import SettingsError
 
 from .fake_ollama import LLAMA3, QWEN3, Behavior, BlackHole, FakeOllama, HungServer
 

@@ -15,9 +15,9 @@ import pytest
 from mcp_types import CallToolResult, ProgressNotification, ResourceTemplateReference
 
 from mcp_ollama.backend.client import OllamaClient
+from mcp_ollama.backend_errors import PullFailed
 from mcp_ollama.config import Settings
 from mcp_ollama.config.hosts import parse_ollama_host
-from mcp_ollama.errors import PullFailed
 from mcp_ollama.server import tasks_modern
 
 from .conftest import connect, eventually

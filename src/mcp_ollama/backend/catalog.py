@@ -12,7 +12,8 @@ import time
 
 import anyio
 
-from ..errors import BackendError, ModelNotFound, OllamaStatusError, OllamaUnreachable
+from ..backend_errors import ModelNotFound, OllamaStatusError, OllamaUnreachable
+from ..errors import BackendError
 from .client import OllamaClient
 from .models import ModelInfo, ModelShow
 

@@ -15,13 +15,7 @@ import anyio.lowlevel
 import httpx
 from pydantic import ValidationError
 
-from ..errors import (
-    ModelNotFound,
-    OllamaStatusError,
-    OllamaTimeout,
-    OllamaUnreachable,
-    StreamError,
-)
+from ..backend_errors import ModelNotFound, OllamaStatusError, OllamaTimeout, OllamaUnreachable, StreamError
 from .credentials import BearerAuth
 from .foreign import _preview, refuse_foreign, speaks_html
 from .models import (

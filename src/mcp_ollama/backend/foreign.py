@@ -11,7 +11,7 @@ import re
 
 import httpx
 
-from ..errors import NotOllama
+from ..backend_errors import NotOllama
 
 _PREVIEW_LIMIT = 100
 OPENING_CHARS = 80

@@ -19,14 +19,8 @@ from dataclasses import dataclass
 import anyio
 import httpx
 
-from ..errors import (
-    BackendError,
-    ModelNotFound,
-    OllamaStatusError,
-    OllamaTimeout,
-    OllamaUnreachable,
-    StreamError,
-)
+from ..backend_errors import ModelNotFound, OllamaStatusError, OllamaTimeout, OllamaUnreachable, StreamError
+from ..errors import BackendError
 from .client import OllamaClient
 
 

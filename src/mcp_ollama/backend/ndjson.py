@@ -12,7 +12,7 @@ import anyio.lowlevel
 import httpx
 from pydantic import ValidationError
 
-from ..errors import StreamError
+from ..backend_errors import StreamError
 from .foreign import _preview
 from .models import ChatChunk
 

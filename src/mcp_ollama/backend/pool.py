@@ -21,14 +21,8 @@ from typing import Self
 
 import anyio
 
-from ..errors import (
-    BackendError,
-    ModelNotFound,
-    OllamaStatusError,
-    OllamaTimeout,
-    OllamaUnreachable,
-    StreamError,
-)
+from ..backend_errors import ModelNotFound, OllamaStatusError, OllamaTimeout, OllamaUnreachable, StreamError
+from ..errors import BackendError
 from .catalog import ModelCatalog
 from .client import OllamaClient
 from .health import Server, Tuning, model_key

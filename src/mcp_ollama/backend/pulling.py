@@ -16,7 +16,7 @@ from typing import Self
 
 from pydantic import ValidationError
 
-from ..errors import PullFailed, StreamError
+from ..backend_errors import PullFailed, StreamError
 from .foreign import _preview
 from .models import PullProgress
 from .ndjson import clip

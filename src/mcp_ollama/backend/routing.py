@@ -14,7 +14,8 @@ from functools import partial
 
 import anyio
 
-from ..errors import BackendError, ModelNotFound, OllamaUnreachable
+from ..backend_errors import ModelNotFound, OllamaUnreachable
+from ..errors import BackendError
 from .catalog import ModelCatalog
 from .health import Server, Tuning, model_key
 from .slots import Slots

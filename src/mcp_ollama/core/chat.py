@@ -20,8 +20,9 @@ import anyio
 import anyio.to_thread
 
 from ..backend.models import ChatMessage, ChatRequest, GenerationOptions, ModelShow, Think
+from ..backend_errors import ModelNotFound
 from ..config import Settings
-from ..errors import InputError, InputTooLarge, McpOllamaError, ModelNotFound, StoreError
+from ..errors import InputError, InputTooLarge, McpOllamaError, StoreError
 from ..store import (
     LOCAL,
     Store,

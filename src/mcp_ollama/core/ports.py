@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from ..backend.models import ChatChunk, ChatRequest, ModelShow
-from ..errors import ModelNotFound
+from ..backend_errors import ModelNotFound
 
 OnWait = Callable[[str], Awaitable[None] | None]
 """Told once, in a sentence, that a chat waits for a free slot (a progress message, say)."""

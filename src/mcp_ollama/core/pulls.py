@@ -25,7 +25,8 @@ from typing import Any, Protocol
 import anyio
 
 from ..backend.models import ModelInfo, PullProgress
-from ..errors import JobFailed, McpOllamaError, PullFailed, unknown_manifest
+from ..backend_errors import PullFailed, unknown_manifest
+from ..errors import JobFailed, McpOllamaError
 from ..store import LOCAL
 from .job import Job, JobState
 from .pull_progress import ServerPull

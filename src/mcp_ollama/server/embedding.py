@@ -14,9 +14,10 @@ from pydantic import Field
 
 from ..backend import admin
 from ..backend.models import EmbedRequest
+from ..backend_errors import OllamaStatusError
 from ..core.embeds import check_inputs
 from ..core.pull_progress import check_model_name
-from ..errors import McpOllamaError, OllamaStatusError
+from ..errors import McpOllamaError
 from .errors import tool_error
 from .model_results import EmbedResult
 from .state import AppState, app_state, structured_result

@@ -33,9 +33,10 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
+from ..backend_errors import ModelNotFound
 from ..core.text import count
 from ..core.transcripts import transcript_json, transcript_markdown
-from ..errors import BackendError, McpOllamaError, ModelNotFound
+from ..errors import BackendError, McpOllamaError
 from ..store import SessionInfo, validate_session_id
 from .errors import not_found_code, protocol_error
 from .model_resources import RUNNING_URI, loaded_on, read_running

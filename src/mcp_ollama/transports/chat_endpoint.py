@@ -22,15 +22,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from ..backend_errors import OllamaTimeout, OllamaUnreachable
 from ..core.job import JobState
-from ..errors import (
-    BackendError,
-    InputError,
-    McpOllamaError,
-    OllamaTimeout,
-    OllamaUnreachable,
-    SessionNotFound,
-)
+from ..errors import BackendError, InputError, McpOllamaError, SessionNotFound
 from ..server.chat_tools import start_chat
 from ..server.principal import LOCAL_PRINCIPAL, scope_principal
 from ..server.redact import public_message
