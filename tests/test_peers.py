@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from mcp_ollama.server.bus import PrincipalBus
-from mcp_ollama.server.compat import Peers, _Peer
+from mcp_ollama.server.peers import Peers, _Peer
 
 pytestmark = pytest.mark.anyio
 

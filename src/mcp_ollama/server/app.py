@@ -40,8 +40,9 @@ from . import chat_tools, model_list, model_tools, resources, sdk, session_tools
 from . import prompts as prompt_handlers
 from .arguments import ArgumentMiddleware
 from .bus import PrincipalBus
-from .compat import ErrorCodeMiddleware, Peers, SpecMiddleware, TaskCapabilityMiddleware
+from .compat import ErrorCodeMiddleware, SpecMiddleware, TaskCapabilityMiddleware
 from .patience import Patience
+from .peers import Peers
 from .principal import principal
 from .replicas import relay_changes, tell
 from .sdk import lowlevel_server, tool_manager

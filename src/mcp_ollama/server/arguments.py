@@ -20,7 +20,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent
 from pydantic import ValidationError
 
-from .compat import is_modern
+from .request import is_modern
 
 ToolLookup = Callable[[str], Tool | None]
 

@@ -33,8 +33,8 @@ import anyio
 import anyio.to_thread
 from mcp.server.context import HandlerResult, ServerRequestContext
 
-from .compat import cancel_check
 from .principal import principal
+from .request import cancel_check
 from .sdk import connection, dispatch_channel
 
 if TYPE_CHECKING:

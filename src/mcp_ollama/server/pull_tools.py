@@ -22,9 +22,9 @@ from ..backend.admin import forget, pick_servers
 from ..core.pull_progress import check_model_name
 from ..core.pulls import PullJob, relay
 from ..store import LOCAL
-from .compat import wants_progress
 from .errors import tool_error
 from .model_results import failed_text, pull_state, pull_text
+from .request import wants_progress
 from .state import AppState, app_state, structured_result
 
 CANCEL_GRACE_SECONDS = 10.0

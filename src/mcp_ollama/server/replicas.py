@@ -19,7 +19,7 @@ from mcp_types import CallToolResult
 
 from ..core.jobs import Jobs
 from ..store import Change, JobRecord, Store
-from .compat import Peers
+from .peers import Peers
 from .results import ChatCancel
 from .state import AppState, session_uri, structured_result
 from .taskbook import TaskBook

@@ -12,8 +12,8 @@ from ..errors import McpOllamaError, SessionNotFound
 from ..store import Change, SessionInfo, validate_session_id
 from . import sdk
 from .chat_tools import SessionIdArg
-from .compat import Peers
 from .errors import tool_error
+from .peers import Peers
 from .principal import principal
 from .replicas import tell
 from .results import SessionChange

@@ -19,8 +19,8 @@ from ..core.jobs import Jobs
 from ..core.pulls import Pulls
 from ..errors import BackendError
 from ..store import Store
-from .compat import Peers
 from .patience import Patience
+from .peers import Peers
 from .taskbook import Requesters, TaskBook
 
 SESSION_URI_PREFIX = "chat://sessions/"

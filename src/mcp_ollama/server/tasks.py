@@ -27,9 +27,9 @@ from ..core.pulls import PullJob
 from ..errors import McpOllamaError
 from . import chat_tools, model_tools, sdk
 from .arguments import argument_problem
-from .compat import is_modern
 from .errors import tool_error
 from .principal import principal
+from .request import is_modern
 from .state import AppState, app_state
 from .task_records import ChatTask
 from .taskbook import (

@@ -37,9 +37,9 @@ from pydantic import Field
 
 from ..core.waiting import follow
 from . import tasks_legacy
-from .compat import is_modern
 from .errors import public_text
 from .principal import principal
+from .request import is_modern
 from .state import app_state
 from .tasks import (
     DEFAULT_TTL_MS,

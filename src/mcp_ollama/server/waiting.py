@@ -26,8 +26,8 @@ from ..core.job import Job
 from ..core.waiting import follow
 from ..errors import McpOllamaError
 from .chat_results import answered, complete, finished_result, generating
-from .compat import cancel_check, wants_progress
 from .errors import public_text, tool_error
+from .request import cancel_check, wants_progress
 from .state import AppState, app_state
 
 logger = logging.getLogger(__name__)
