@@ -12,8 +12,9 @@ import pytest
 from anyio.abc import SocketStream
 from pydantic import ValidationError
 
+from mcp_ollama.backend.admin_models import ModelShow
 from mcp_ollama.backend.client import OllamaClient
-from mcp_ollama.backend.models import ChatChunk, ChatMessage, ChatRequest, GenerationOptions, ModelShow
+from mcp_ollama.backend.models import ChatChunk, ChatMessage, ChatRequest, GenerationOptions
 from mcp_ollama.backend_errors import (
     ModelNotFound,
     OllamaStatusError,

@@ -13,8 +13,9 @@ import anyio
 import httpx
 
 from ..errors import BackendError, InputError, ModelCannot
+from .admin_models import EmbedRequest, EmbedResponse, RunningModel
 from .client import OllamaClient
-from .models import ChatRequest, EmbedRequest, EmbedResponse, RunningModel
+from .models import ChatRequest
 from .pool import OllamaPool
 
 EMBEDDING = "embedding"

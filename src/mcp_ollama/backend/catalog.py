@@ -14,8 +14,8 @@ import anyio
 
 from ..backend_errors import ModelNotFound, OllamaStatusError, OllamaUnreachable
 from ..errors import BackendError
+from .admin_models import ModelInfo, ModelShow
 from .client import OllamaClient
-from .models import ModelInfo, ModelShow
 
 logger = logging.getLogger(__name__)
 

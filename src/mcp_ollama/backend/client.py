@@ -16,11 +16,7 @@ import httpx
 from pydantic import ValidationError
 
 from ..backend_errors import ModelNotFound, OllamaStatusError, OllamaTimeout, OllamaUnreachable, StreamError
-from .credentials import BearerAuth
-from .foreign import _preview, refuse_foreign, speaks_html
-from .models import (
-    ChatChunk,
-    ChatRequest,
+from .admin_models import (
     EmbedRequest,
     EmbedResponse,
     ModelInfo,
@@ -30,6 +26,9 @@ from .models import (
     _TagsResponse,
     _VersionResponse,
 )
+from .credentials import BearerAuth
+from .foreign import _preview, refuse_foreign, speaks_html
+from .models import ChatChunk, ChatRequest
 from .ndjson import CLOSED_EARLY, ERROR_TEXT_LIMIT, ChunkStream, clip, close_quietly
 from .pulling import PullLines
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 
 from ..config import Settings
+from .admin_models import ModelShow
 from .catalog import ModelCatalog
 from .client import OllamaClient
-from .models import ChatRequest, GenerationOptions, ModelShow
+from .models import ChatRequest, GenerationOptions
 from .pool import OllamaPool
 
 

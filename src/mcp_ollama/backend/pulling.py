@@ -17,8 +17,8 @@ from typing import Self
 from pydantic import ValidationError
 
 from ..backend_errors import PullFailed, StreamError
+from .admin_models import PullProgress
 from .foreign import _preview
-from .models import PullProgress
 from .ndjson import clip
 
 CLOSED_EARLY = "the connection closed before the pull was complete"

@@ -13,8 +13,8 @@ import sys
 import anyio
 
 from ..backend import admin
+from ..backend.admin_models import EmbedRequest, EmbedResponse
 from ..backend.connect import open_pool
-from ..backend.models import EmbedRequest, EmbedResponse
 from ..config import Settings
 from ..core.embeds import check_inputs
 from ..core.pull_progress import check_model_name

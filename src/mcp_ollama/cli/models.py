@@ -6,8 +6,8 @@ import sys
 
 import anyio
 
+from ..backend.admin_models import ModelInfo
 from ..backend.connect import open_client
-from ..backend.models import ModelInfo
 from ..config import Settings
 from ..core.text import human_bytes
 from ..errors import McpOllamaError

@@ -19,7 +19,8 @@ from functools import partial
 import anyio
 import anyio.to_thread
 
-from ..backend.models import ChatMessage, ChatRequest, GenerationOptions, ModelShow, Think
+from ..backend.admin_models import ModelShow
+from ..backend.models import ChatMessage, ChatRequest, GenerationOptions, Think
 from ..backend_errors import ModelNotFound
 from ..config import Settings
 from ..errors import InputError, InputTooLarge, McpOllamaError, StoreError

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from ..backend.models import ChatChunk, ChatRequest, ModelShow
+from ..backend.admin_models import ModelShow
+from ..backend.models import ChatChunk, ChatRequest
 from ..backend_errors import ModelNotFound
 
 OnWait = Callable[[str], Awaitable[None] | None]

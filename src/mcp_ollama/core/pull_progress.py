@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..backend.models import PullProgress
+from ..backend.admin_models import PullProgress
 from ..errors import InputError, McpOllamaError
 from .text import human_bytes
 

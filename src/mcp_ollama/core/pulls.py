@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from ..backend.models import ModelInfo, PullProgress
+from ..backend.admin_models import ModelInfo, PullProgress
 from ..backend_errors import PullFailed, unknown_manifest
 from ..errors import JobFailed, McpOllamaError
 from ..store import LOCAL

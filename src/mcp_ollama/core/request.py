@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from ..backend.models import ChatMessage, GenerationOptions, ModelShow, Think
+from ..backend.admin_models import ModelShow
+from ..backend.models import ChatMessage, GenerationOptions, Think
 from ..errors import ModelCannot
 from ..store import StoredMessage
 from .ports import ModelDetails

@@ -13,7 +13,7 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from ..backend import admin
-from ..backend.models import EmbedRequest
+from ..backend.admin_models import EmbedRequest
 from ..backend_errors import OllamaStatusError
 from ..core.embeds import check_inputs
 from ..core.pull_progress import check_model_name

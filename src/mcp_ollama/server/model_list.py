@@ -9,7 +9,7 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 
-from ..backend.models import ModelInfo, ModelShow
+from ..backend.admin_models import ModelInfo, ModelShow
 from ..errors import McpOllamaError
 from . import sdk
 from .errors import public_text, tool_error

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from ..backend.models import RunningModel
+from ..backend.admin_models import RunningModel
 from ..core.job import JobState
 from ..core.pulls import PullJob
 from ..core.text import human_bytes

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema
 
-from ..backend.models import ModelInfo, ModelShow
+from ..backend.admin_models import ModelInfo, ModelShow
 from ..core.text import human_bytes
 from ..core.turns import TurnOutcome
 
