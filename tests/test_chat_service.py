@@ -23,6 +23,7 @@ from mcp_ollama.backend.pool import OllamaPool
 from mcp_ollama.config import Settings
 from mcp_ollama.core.chat import ChatService
 from mcp_ollama.core.job import Job
+from mcp_ollama.core.planning import plan_turn
 from mcp_ollama.core.turns import TurnPlan
 from mcp_ollama.errors import InputTooLarge
 from mcp_ollama.store import ChatStore
@@ -75,13 +76,9 @@ async def test_a_message_of_exactly_the_limit_is_accepted_and_one_more_character
     settings: Settings,
 ) -> None:
     limited = dataclasses.replace(settings, max_message_chars=100)
-    store = ChatStore.open(":memory:")
-    async with OllamaClient(limited.ollama_url) as client:
-        service = ChatService(limited, OllamaPool([client]), store)
-        assert service.plan("x" * 100).message == "x" * 100
-        with pytest.raises(InputTooLarge, match="101 characters; the limit is 100"):
-            service.plan("x" * 101)
-    store.close()
+    assert plan_turn(limited, "x" * 100).message == "x" * 100
+    with pytest.raises(InputTooLarge, match="101 characters; the limit is 100"):
+        plan_turn(limited, "x" * 101)
 
 
 # --- the stream is closed however a turn stops ----------------------------------------------------

@@ -50,6 +50,7 @@ from mcp_ollama.core.images import (
     sniff,
 )
 from mcp_ollama.core.jobs import Jobs
+from mcp_ollama.core.planning import plan_turn
 from mcp_ollama.errors import InputError, InputTooLarge
 from mcp_ollama.store import LOCAL, ChatStore
 from mcp_ollama.transports.auth import add_token
@@ -300,7 +301,7 @@ async def test_a_finished_job_keeps_only_the_notes_of_its_images(
         async with Jobs(service, store) as jobs:
             batch = read_images([image], rules(each=10_000))
             assert sys.getrefcount(image) > before, "the batch holds the caller's own text"
-            job = jobs.start(dataclasses.replace(service.plan("look", model="llava:7b"), images=batch))
+            job = jobs.start(dataclasses.replace(plan_turn(settings, "look", model="llava:7b"), images=batch))
             del batch
             assert await job.wait(30)
             assert (job.error is not None) is fails

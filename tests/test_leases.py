@@ -25,6 +25,7 @@ from mcp_ollama.backend.pool import OllamaPool
 from mcp_ollama.backend_errors import OllamaStatusError
 from mcp_ollama.config import Settings
 from mcp_ollama.core.chat import ChatService
+from mcp_ollama.core.planning import plan_turn
 from mcp_ollama.core.turns import LEASE_SECONDS, Unobserved
 from mcp_ollama.store import ChatStore, StoredMessage
 
@@ -214,13 +215,13 @@ async def test_a_turn_that_cannot_be_stored_gives_its_lease_back(
 
 
 async def test_a_turn_waits_for_another_process_and_sees_its_turn(
-    service: ChatService, fake: FakeOllama, second: ChatStore, path: Path
+    service: ChatService, settings: Settings, fake: FakeOllama, second: ChatStore, path: Path
 ) -> None:
     assert begin(second, "s1", "other") == []  # the other process is writing a turn of s1
     observer = Watching()
     with anyio.fail_after(LIMIT):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: service.run(service.plan("mine", session_id="s1"), observer))
+            tg.start_soon(lambda: service.run(plan_turn(settings, "mine", session_id="s1"), observer))
             assert await eventually(lambda: observer.queued_count > 0, LIMIT)
             assert fake.chat_requests == []  # it has not read the history yet
             second.append_turn("s1", model="m", user="theirs", assistant="their answer", lease_owner="other")
@@ -230,12 +231,12 @@ async def test_a_turn_waits_for_another_process_and_sees_its_turn(
 
 
 async def test_a_dead_processs_lease_does_not_hold_up_the_next_turn(
-    service: ChatService, second: ChatStore, path: Path
+    service: ChatService, settings: Settings, second: ChatStore, path: Path
 ) -> None:
     assert begin(second, "s1", "dead") == []
     expire(path, "dead")
     observer = Watching()
     with anyio.fail_after(LIMIT):
-        outcome = await service.run(service.plan("hello", session_id="s1"), observer)
+        outcome = await service.run(plan_turn(settings, "hello", session_id="s1"), observer)
     assert outcome.store_error is None and observer.queued_count == 0
     assert lease_rows(path) == []

@@ -1,6 +1,6 @@
 """One chat turn, from message to stored answer, with nothing about MCP in it.
 
-``ChatService.plan`` validates the input; ``ChatService.run`` reads the model's details (its
+``core.planning.plan_turn`` validates the input; ``ChatService.run`` reads the model's details (its
 context window and capabilities, once per model), loads the session's recent history, trims it to
 the window, streams the answer from the backend while telling a ``TurnObserver`` of each piece
 (thinking apart from the answer, ``core.answer``), and only then writes the user message and the
@@ -20,27 +20,20 @@ import anyio
 import anyio.to_thread
 
 from ..backend.admin_models import ModelShow
-from ..backend.models import ChatMessage, ChatRequest, GenerationOptions, Think
+from ..backend.models import ChatMessage, ChatRequest, GenerationOptions
 from ..backend_errors import ModelNotFound
 from ..config import Settings
-from ..errors import InputError, InputTooLarge, McpOllamaError, StoreError
-from ..store import (
-    LOCAL,
-    Store,
-    StoredMessage,
-    new_session_id,
-    session_key,
-    validate_session_id,
-)
+from ..errors import McpOllamaError, StoreError
+from ..store import Store, StoredMessage, session_key
 from .answer import AnswerLimits, stream_answer
 from .budget import IMAGE_TOKENS, Calibration, answer_reserve, estimate_tokens, fit_history
-from .images import ImageBatch
 from .locks import SessionLocks
+from .planning import plan_turn
 from .ports import ModelBackend, ModelDetails
 from .prompts import render_system_prompt
 from .request import check_capabilities, to_chat, with_ctx
 from .store_calls import run_store
-from .structured import Format, check_format, parse_answer
+from .structured import parse_answer
 from .turns import LEASE_SECONDS, TurnObserver, TurnOutcome, TurnPlan, Unobserved
 
 LEASE_POLL_FIRST = 0.05
@@ -71,53 +64,6 @@ class ChatService:
         """Exactly the system message every turn sends."""
         return render_system_prompt(self._settings.system_prompt)
 
-    def plan(
-        self,
-        message: str,
-        *,
-        session_id: str | None = None,
-        model: str | None = None,
-        options: GenerationOptions | None = None,
-        think: Think | None = None,
-        format: Format | None = None,
-        images: ImageBatch | None = None,
-        include_thinking: bool = False,
-        principal: str = LOCAL,
-    ) -> TurnPlan:
-        """Check a turn's input; raises ``InputError`` subclasses for anything unusable.
-
-        ``images`` come checked already (``core.images.read_images``, which reads files).
-        """
-        _require_unicode("message", message)
-        _require_unicode("model", model or "")
-        for stop in (options.stop or []) if options else []:
-            _require_unicode("options.stop", stop)
-        if not message.strip():
-            raise InputError("The message is empty: write something for the model to answer.")
-        if len(message) > self._settings.max_message_chars:
-            raise InputTooLarge(
-                f"The message has {len(message):,} characters; the limit is "
-                f"{self._settings.max_message_chars:,} (MCP_OLLAMA_MAX_MESSAGE_CHARS). Shorten it."
-            )
-        model_name = (model or self._settings.model).strip()
-        if not model_name or len(model_name) > 200:
-            raise InputError("The model name must be 1-200 characters, such as 'llama3:8b'.")
-        if format is not None:
-            check_format(format)
-        sid = validate_session_id(session_id) if session_id is not None else new_session_id()
-        return TurnPlan(
-            message=message,
-            session_id=sid,
-            model=model_name,
-            options=options,
-            fresh=session_id is None,
-            think=think,
-            format=format,
-            images=images if images is not None else ImageBatch(),
-            include_thinking=include_thinking,
-            principal=principal,
-        )
-
     async def turn(
         self,
         message: str,
@@ -128,7 +74,7 @@ class ChatService:
         observer: TurnObserver | None = None,
     ) -> TurnOutcome:
         """Send ``message`` in ``session_id`` (a new session when ``None``) and store the turn."""
-        plan = self.plan(message, session_id=session_id, model=model, options=options)
+        plan = plan_turn(self._settings, message, session_id=session_id, model=model, options=options)
         return await self.run(plan, observer or Unobserved())
 
     async def run(self, plan: TurnPlan, observer: TurnObserver) -> TurnOutcome:
@@ -352,11 +298,3 @@ def _drop_frames(exc: BaseException) -> None:
         seen.add(id(found))
         found.__traceback__ = None
         todo += [found.__cause__, found.__context__]
-
-
-def _require_unicode(name: str, value: str) -> None:
-    """Refuse text that cannot travel as UTF-8 (a lone surrogate, legal in JSON escapes)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError(f"The {name} is not valid Unicode text (it holds a lone surrogate).") from None

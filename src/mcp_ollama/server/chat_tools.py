@@ -27,6 +27,7 @@ from ..core.images import ImageBatch, ImageRules, in_flight_for, read_images
 from ..core.job import Job
 from ..core.jobs import ELSEWHERE_POLL_SECONDS
 from ..core.keepalive import KEEP_ALIVE_HELP, check_keep_alive
+from ..core.planning import plan_turn
 from ..core.structured import Format
 from ..core.text import count
 from ..errors import McpOllamaError, ModelCannot, SessionNotFound
@@ -148,7 +149,8 @@ async def start_chat(
     Images come last: every other argument, and whether the model can see at all, is checked
     before any image is read, so no answer depends on what a path holds but the path's own.
     """
-    plan = state.chat.plan(
+    plan = plan_turn(
+        state.settings,
         message,
         session_id=session_id,
         model=model,
