@@ -1,12 +1,12 @@
 """Images for vision models: inline (base64 or a ``data:`` URL), or a file where the caller owns the disk.
 
-Inline images are refused with a sentence saying what is wrong with them (not base64, not a
-PNG, JPEG, GIF or WebP, too large). A file path is read only by a server on the caller's own
-machine (stdio: ``Settings.remote`` is false and the caller is ``local``), only inside
-``Settings.image_dirs`` once every symlink is resolved, never under /proc, /sys or /dev, and
-only a regular file that starts like an image. Every path refused, whatever the reason (and
-over HTTP every path is), gets ``path_refused``'s sentence word for word, so that no answer
-tells one file from another.
+Inline images (decoded by ``core.image_inline``) are refused with a sentence saying what is
+wrong with them (not base64, not a PNG, JPEG, GIF or WebP, too large). A file path is read only
+by a server on the caller's own machine (stdio: ``Settings.remote`` is false and the caller is
+``local``), only inside ``Settings.image_dirs`` once every symlink is resolved, never under /proc,
+/sys or /dev, and only a regular file that starts like an image. Every path refused, whatever
+the reason (and over HTTP every path is), gets ``path_refused``'s sentence word for word, so that
+no answer tells one file from another.
 
 ``read_images`` returns an ``ImageBatch``: the images' notes (type, size, sha256) for good, their
 data until ``ImageBatch.take`` hands it to the request for Ollama. The image bytes of one call
@@ -18,10 +18,8 @@ Only notes of an image are ever stored.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
-import re
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -31,9 +29,9 @@ from ..config import Settings
 from ..errors import InputError, InputTooLarge
 from ..store import LOCAL, ImageNote
 from .image_files import read_image_file, sniff
+from .image_inline import _from_base64, _from_data_uri
 
 MAX_IMAGES = 16
-_BASE64 = re.compile(r"[A-Za-z0-9+/\s]+={0,2}\s*")
 _KINDS = "PNG, JPEG, GIF or WebP"
 
 
@@ -260,60 +258,3 @@ def _read_one(index: int, item: str, rules: ImageRules, count: _Count) -> Image:
         raise InputError(f"{name} is not a {_KINDS} image.")
     note = ImageNote(mime=mime, size=len(data), sha256=hashlib.sha256(data).hexdigest())
     return Image(base64=encoded or base64.b64encode(data).decode("ascii"), note=note)
-
-
-def _too_large(name: str, max_bytes: int) -> InputTooLarge:
-    return InputTooLarge(
-        f"{name} is larger than the {max_bytes:,}-byte limit for an image (MCP_OLLAMA_MAX_IMAGE_BYTES). "
-        "Send a smaller or more compressed image."
-    )
-
-
-def _inline(name: str, payload: str, max_bytes: int, count: _Count) -> tuple[bytes, str | None] | None:
-    """``payload`` decoded, and as it can be sent on (None: to be encoded anew); None if no base64.
-
-    Counted first at its largest size, so that nothing far too large is decoded. The caller's own
-    text is sent on when it is plain base64 as Ollama (Go) reads it: whole quanta, padding at the
-    end only. It needs no copy then (``split`` and ``join`` return a string without whitespace).
-    """
-    estimate = len(payload) // 4 * 3  # whitespace included: at least the decoded size
-    if estimate > max_bytes + 3:
-        raise _too_large(name, max_bytes)
-    count.add(estimate)
-    clean = "".join(payload.split())
-    try:
-        data = base64.b64decode(clean, validate=True)
-    except (binascii.Error, ValueError):
-        count.remove(estimate)
-        return None
-    count.correct(estimate, len(data))
-    if len(data) > max_bytes:
-        count.remove(len(data))
-        raise _too_large(name, max_bytes)
-    plain = len(clean) % 4 == 0 and "=" not in clean[:-2]
-    return data, clean if plain else None
-
-
-def _from_base64(
-    name: str, text: str, max_bytes: int, count: _Count
-) -> tuple[bytes, str | None] | str | None:
-    """The image (as ``_inline``); ``"base64"`` for base64 of something else; None for no base64 at all."""
-    if _BASE64.fullmatch(text) is None:
-        return None
-    found = _inline(name, text, max_bytes, count)
-    if found is None:
-        return None
-    if sniff(found[0]) is None:
-        count.remove(len(found[0]))
-        return "base64"
-    return found
-
-
-def _from_data_uri(name: str, text: str, max_bytes: int, count: _Count) -> tuple[bytes, str | None]:
-    header, comma, payload = text.partition(",")
-    if not comma or not header.endswith(";base64"):
-        raise InputError(f"{name} is a data: URL without base64 data: use data:image/png;base64,....")
-    found = _inline(name, payload, max_bytes, count)
-    if found is None:
-        raise InputError(f"{name} is a data: URL whose data is not valid base64.")
-    return found
