@@ -12,7 +12,14 @@ import re
 import anyio
 import pytest
 
+from mcp_ollama.backend.client import OllamaClient
+from mcp_ollama.backend.pool import OllamaPool
 from mcp_ollama.config import Settings
+from mcp_ollama.core.chat import ChatService
+from mcp_ollama.core.job import Handoff, Job, JobState
+from mcp_ollama.core.jobs import Jobs
+from mcp_ollama.core.planning import plan_turn
+from mcp_ollama.core.turns import TurnOutcome
 from mcp_ollama.server import build_server
 from mcp_ollama.store import ChatStore, JobRecord
 
@@ -297,3 +304,52 @@ async def test_the_new_tools_are_described(settings: Settings, era: str) -> None
     assert tools["chat_result"].annotations.read_only_hint is True
     assert "status" in tools["chat"].output_schema["properties"]
     assert "chat_result" in tools["chat"].description
+
+
+async def test_a_finished_job_lets_go_of_its_commit_and_events_but_still_answers(
+    settings: Settings, fake: FakeOllama
+) -> None:
+    """The last 256 finished jobs stay for chat_result: each keeps its answer, not the machinery of
+    a running one (its handoff's commit, five events), which the garbage collector would walk."""
+    store = ChatStore.open(":memory:")
+    async with OllamaClient(settings.ollama_url) as client:
+        service = ChatService(settings, OllamaPool([client]), store)
+        async with Jobs(service, store) as jobs:
+            first, second = (jobs.start(plan_turn(settings, f"hello {n}")) for n in (1, 2))
+            taken = first.ended  # as a reader takes it while the job runs
+            for job in (first, second):
+                assert await job.join(30)
+                await eventually(lambda job=job: job.ended is job.decided)
+            assert taken.is_set()
+            assert first.ended is second.ended is first.changed, "one shared event, already set"
+            assert first.ended.is_set()
+            assert await first.wait(0) and await first.join(0)
+            assert (
+                first.outcome is not None
+                and first.outcome.answer == "You said: hello 1. I have seen 0 earlier messages."
+            )
+    store.close()
+
+
+async def test_a_job_keeps_what_it_runs_with_until_it_has_ended_and_exited(settings: Settings) -> None:
+    job = Job("j1", plan_turn(settings, "hello"))
+    settled = anyio.Event()
+    settled.set()
+
+    async def commit() -> TurnOutcome:
+        raise AssertionError("not run here")
+
+    async def undo(outcome: TurnOutcome) -> None:
+        raise AssertionError("not run here")
+
+    handoff = job.handoff = Handoff(commit, undo)
+    job.release(settled)  # running: nothing changes
+    assert job.handoff is handoff and job.ended is not settled
+    job._end(JobState.COMPLETE)
+    job.release(settled)  # ended, but its task has not exited yet: a join() must still be woken
+    assert job.handoff is handoff and job.ended is not settled
+    job._exited.set()
+    job.release(settled)
+    assert job.handoff is None
+    assert job.ended is job.decided is job.changed is settled
+    assert await job.join(0)

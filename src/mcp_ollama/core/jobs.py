@@ -80,6 +80,9 @@ class Jobs:
         self._saved: dict[str, tuple[object, ...]] = {}
         """What ``_keep_progress`` last saved of each recorded running job (``_mark``)."""
         self._tg: TaskGroup | None = None
+        self._settled = anyio.Event()
+        """Set at once: what a finished job's events become (``Job.release``)."""
+        self._settled.set()
 
     async def __aenter__(self) -> Jobs:
         self._tg = anyio.create_task_group()
@@ -172,6 +175,7 @@ class Jobs:
             await self._run_turn(job)
         finally:
             job._exited.set()
+            job.release(self._settled)
 
     async def _run_turn(self, job: Job) -> None:
         with job._scope:
