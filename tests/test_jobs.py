@@ -322,6 +322,7 @@ async def test_a_finished_job_lets_go_of_its_commit_and_events_but_still_answers
                 await eventually(lambda job=job: job.ended is job.decided)
             assert taken.is_set()
             assert first.ended is second.ended is first.changed, "one shared event, already set"
+            assert first._scope is second._scope, "one shared scope, never entered"
             assert first.ended.is_set()
             assert await first.wait(0) and await first.join(0)
             assert (
@@ -333,7 +334,7 @@ async def test_a_finished_job_lets_go_of_its_commit_and_events_but_still_answers
 
 async def test_a_job_keeps_what_it_runs_with_until_it_has_ended_and_exited(settings: Settings) -> None:
     job = Job("j1", plan_turn(settings, "hello"))
-    settled = anyio.Event()
+    settled, spent = anyio.Event(), anyio.CancelScope()
     settled.set()
 
     async def commit() -> TurnOutcome:
@@ -343,13 +344,16 @@ async def test_a_job_keeps_what_it_runs_with_until_it_has_ended_and_exited(setti
         raise AssertionError("not run here")
 
     handoff = job.handoff = Handoff(commit, undo)
-    job.release(settled)  # running: nothing changes
-    assert job.handoff is handoff and job.ended is not settled
+    job.release(settled, spent)  # running: nothing changes
+    assert job.handoff is handoff and job.ended is not settled and job._scope is not spent
     job._end(JobState.COMPLETE)
-    job.release(settled)  # ended, but its task has not exited yet: a join() must still be woken
-    assert job.handoff is handoff and job.ended is not settled
+    job.release(settled, spent)  # ended, but its task has not exited yet: a join() must still be woken
+    assert job.handoff is handoff and job.ended is not settled and job._scope is not spent
     job._exited.set()
-    job.release(settled)
+    job.release(settled, spent)
     assert job.handoff is None
     assert job.ended is job.decided is job.changed is settled
+    assert job._scope is spent
+    assert not job.cancel("too late"), "an ended job is not cancelled, and its scope is not touched"
+    assert not spent.cancel_called
     assert await job.join(0)

@@ -83,6 +83,8 @@ class Jobs:
         self._settled = anyio.Event()
         """Set at once: what a finished job's events become (``Job.release``)."""
         self._settled.set()
+        self._spent = anyio.CancelScope()
+        """Never entered: what a finished job's cancel scope becomes (``Job.release``)."""
 
     async def __aenter__(self) -> Jobs:
         self._tg = anyio.create_task_group()
@@ -175,7 +177,7 @@ class Jobs:
             await self._run_turn(job)
         finally:
             job._exited.set()
-            job.release(self._settled)
+            job.release(self._settled, self._spent)
 
     async def _run_turn(self, job: Job) -> None:
         with job._scope:
