@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from mcp_ollama.backend_errors import (
     StreamError,
 )
 
+from .conftest import eventually
 from .fake_ollama import Behavior, FakeModel, FakeOllama
 from .raw_ollama import STREAM_HEAD, http_chunk, never_accepting, no_finalizers, raw_ollama
 
@@ -179,6 +181,31 @@ async def test_stream_yields_each_token_in_order_then_a_final_chunk_with_counter
     assert final.total_duration > 0
     assert final.eval_duration > 0
     assert final.load_duration > 0
+
+
+@pytest.mark.parametrize("ending", ["read to the end", "left early"])
+async def test_a_closed_stream_leaves_no_response_for_the_garbage_collector(
+    client: OllamaClient, ending: str
+) -> None:
+    """httpx's response and its stream point at each other: once closed, the cycle is cut, so the
+    response goes with its last reference (no collector pass: it is paused here)."""
+    await collect(client, request("warm up"))  # the pooled connection is made outside the count
+    gc.collect()
+    gc.disable()
+    try:
+        async with client.chat_stream(request("hello")) as chunks:
+            async for chunk in chunks:
+                if ending == "left early" or chunk.done:
+                    break
+        del chunks
+
+        def gone() -> bool:  # left early, the loop closes httpx's inner generators a moment later
+            return not any(isinstance(o, httpx.Response | httpx.Request) for o in gc.get_objects())
+
+        freed = await eventually(gone, timeout=30)
+    finally:
+        gc.enable()
+    assert freed
 
 
 async def test_num_predict_limit_ends_the_stream_with_done_reason_length(

@@ -319,7 +319,7 @@ async def test_a_finished_job_lets_go_of_its_commit_and_events_but_still_answers
             taken = first.ended  # as a reader takes it while the job runs
             for job in (first, second):
                 assert await job.join(30)
-                await eventually(lambda job=job: job.ended is job.decided)
+                assert await eventually(lambda job=job: job.ended is job.decided, timeout=30)
             assert taken.is_set()
             assert first.ended is second.ended is first.changed, "one shared event, already set"
             assert first._scope is second._scope, "one shared scope, never entered"
