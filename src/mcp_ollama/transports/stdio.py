@@ -180,12 +180,9 @@ async def stdio_transport(
 def _pollable_fd(stream: BinaryIO) -> int | None:
     """``stream``'s descriptor, made non-blocking, when it is a pipe or a socket the event loop
     can wait on; ``None`` for a terminal (whose non-blocking mode the shell would inherit), a
-    file (which epoll refuses), or anything on Windows."""
-    if sys.platform == "win32":
-        return None
+    file (which epoll refuses), or anything on Windows (``_nonblocking_fd``)."""
     try:
-        fd = stream.fileno()
-        mode = os.fstat(fd).st_mode
+        mode = os.fstat(stream.fileno()).st_mode
     except (OSError, ValueError, io.UnsupportedOperation):
         return None
     if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
