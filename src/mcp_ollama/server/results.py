@@ -89,10 +89,12 @@ class ChatResult(BaseModel):
         description="The model's thinking before its answer: only when include_thinking was true "
         "(it is stored in the session either way).",
     )
+    # Null first: it is what nearly every chat (no format) returns, and a client's validator tries
+    # the branches in order, building an error for each that fails (55 us a chat with null last).
     data: Annotated[
         JsonValue,
         WithJsonSchema(
-            {"anyOf": [{"type": t} for t in ("object", "array", "string", "number", "boolean", "null")]}
+            {"anyOf": [{"type": t} for t in ("null", "object", "array", "string", "number", "boolean")]}
         ),
     ] = Field(
         default=None,

@@ -27,6 +27,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.tools import Tool, ToolManager
 from mcp_types import ToolAnnotations
 
+from .schema_shape import compact
+
 CHECKED_WITH = "2.3.0"
 """The ``mcp`` version every accessor here was checked against (``pyproject.toml`` pins it)."""
 
@@ -63,6 +65,8 @@ def add_tool(
     built = _built.get(key)
     if built is None:
         built = _built[key] = Tool.from_function(fn, title=title, annotations=annotations)
+        if built.fn_metadata.output_schema is not None:
+            built.fn_metadata.output_schema = compact(built.fn_metadata.output_schema)
     tools: dict[str, Tool] = tool_manager(server)._tools
     tools[built.name] = built.model_copy(update={"fn": fn})
 
