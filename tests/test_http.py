@@ -482,6 +482,7 @@ async def test_subscriptions_over_http_tell_only_the_sessions_principal(server: 
         ) as bob,
     ):
         for client in (alice, bob):
+            await client.list_resources()  # so each hears list_changed (the barrier below)
             await client.call_tool("chat", {"message": "start", "session_id": "watched"})
             await client.subscribe_resource("chat://sessions/watched")
         await alice.call_tool("chat", {"message": "again", "session_id": "watched"})

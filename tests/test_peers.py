@@ -30,7 +30,8 @@ class Connection:
 def peers_with(*connections: tuple[Connection, str]) -> Peers:
     peers = Peers(PrincipalBus(), lambda ctx: "local")
     for connection, principal in connections:
-        peers._peers[connection] = _Peer(connection, principal)  # type: ignore[index,arg-type]
+        peer = peers._peers[connection] = _Peer(connection, principal)  # type: ignore[index,arg-type]
+        peer.listed = True  # as after resources/list
     return peers
 
 
@@ -59,3 +60,18 @@ async def test_events_on_the_bus_reach_only_their_principals_streams() -> None:
     unsubscribe()
     await bus.publish("after", "local")  # type: ignore[arg-type]
     assert heard == ["for local"]
+
+
+async def test_list_changed_goes_only_to_connections_that_have_listed() -> None:
+    """A connection that never sent ``resources/list`` has no list to refresh: a client that only
+    calls ``chat`` is not woken by every session its user's other connections start."""
+    lister, caller = Connection(), Connection()
+    lister.release.set()
+    caller.release.set()
+    peers = peers_with((lister, "alice"), (caller, "alice"))
+    peers._peers[caller].listed = False  # type: ignore[index]
+    await peers.resources_changed("alice")
+    assert (lister.sent, caller.sent) == (1, 0)
+    peers._peers[caller].listed = True  # type: ignore[index]
+    await peers.resources_changed("alice")
+    assert (lister.sent, caller.sent) == (2, 1)

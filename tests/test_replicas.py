@@ -333,6 +333,7 @@ async def test_a_subscriber_on_one_replica_hears_a_change_made_through_the_other
         return sum(isinstance(m, ResourceListChangedNotification) for m in heard)
 
     async with client(pair.a, "modern") as a, client(pair.b, "legacy", message_handler=on_message) as b:
+        await b.list_resources()  # B's connection has a list that can go stale
         await b.call_tool("chat", {"message": "start", "session_id": "watched"})
         await b.subscribe_resource("chat://sessions/watched")
         heard.clear()

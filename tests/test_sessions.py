@@ -188,6 +188,7 @@ async def test_handshake_clients_get_updated_and_list_changed_notifications(sett
         caps = client.server_capabilities.resources
         assert caps is not None
         assert caps.subscribe is True
+        await client.list_resources()  # a connection that has a list hears when it changes
         sid = await chat(client, "first")
         assert await eventually(lambda: any(isinstance(m, ResourceListChangedNotification) for m in received))
         uri = f"chat://sessions/{sid}"

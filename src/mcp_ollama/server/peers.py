@@ -47,6 +47,8 @@ class _Peer:
         self.principal = principal
         self.log_level: LoggingLevel = DEFAULT_CLIENT_LOG_LEVEL
         self.subscriptions: set[str] = set()
+        self.listed = False
+        """Whether it has sent ``resources/list``: only then has it a list that can go stale."""
 
 
 class ScopedBus(SubscriptionBus, Protocol):
@@ -85,6 +87,12 @@ class Peers:
         if peer is not None:
             peer.log_level = level
 
+    def listed(self, ctx: ServerRequestContext[Any, Any]) -> None:
+        """This request's connection has listed resources: from now on it hears ``list_changed``."""
+        peer = self.peer(ctx)
+        if peer is not None:
+            peer.listed = True
+
     def subscribe(self, ctx: ServerRequestContext[Any, Any], uri: str) -> None:
         peer = self.peer(ctx)
         if peer is not None:
@@ -105,6 +113,11 @@ class Peers:
     async def resources_changed(self, principal: str) -> None:
         """``notifications/resources/list_changed`` to ``principal``'s connections, in both eras.
 
+        Handshake era: to the connections that have sent ``resources/list``; one that never listed
+        has no list to refresh (a client that only calls ``chat`` is not woken by every session
+        another of its user's connections starts). 2026-07-28: to the principal's
+        ``subscriptions/listen`` streams, which asked for it.
+
         Coalesced: while one call is telling every connection, others return at once and that
         call goes round once more at the end. Fifty new sessions at once on fifty connections
         cost a few rounds, not 2,500 notifications, and no chat waits for another's fan-out.
@@ -118,7 +131,7 @@ class Peers:
                 self._again.discard(principal)
                 await self._bus.publish(ResourcesListChanged(), principal)
                 for peer in list(self._peers.values()):
-                    if peer.principal == principal and peer.connection.initialized.is_set():
+                    if peer.principal == principal and peer.listed and peer.connection.initialized.is_set():
                         await self._send(peer, lambda c: c.send_resource_list_changed())
                 if principal not in self._again:
                     break

@@ -78,6 +78,7 @@ async def list_resources(
         )
     except ValueError:
         raise MCPError(code=INVALID_PARAMS, message="Invalid cursor") from None
+    app_state(ctx).peers.listed(ctx)
     return ListResourcesResult(resources=[session_resource(s) for s in sessions], next_cursor=cursor)
 
 
