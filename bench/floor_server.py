@@ -2,8 +2,9 @@
 
 A bare ``MCPServer`` with one async tool that makes ONE non-streaming POST to ``/api/chat``
 and returns the answer's text. No sessions, no store, no progress, no validation beyond the
-SDK's own. ``bench/run.py`` compares ``python -m mcp_ollama`` against it. The model is
-``MCP_OLLAMA_MODEL`` (llama3:8b), or the call's ``model`` (row 11 chats with two).
+SDK's own. It logs at WARNING, as ours does by default: no line per request. ``bench/run.py``
+compares ``python -m mcp_ollama`` against it. The model is ``MCP_OLLAMA_MODEL`` (llama3:8b), or
+the call's ``model`` (row 11 chats with two).
 
 The HTTP client is built on the first call and then reused (building one per call would
 cost an SSL context, tens of ms, and measure httpx rather than the floor). Reads
@@ -20,7 +21,9 @@ from mcp.server import MCPServer
 OLLAMA_URL = os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434").rstrip("/")
 MODEL = os.environ.get("MCP_OLLAMA_MODEL", "llama3:8b")
 
-mcp = MCPServer("floor")
+# Logging at WARNING, as ours logs by default (and as the HTTP floor is run): the SDK's default, INFO
+# through rich, writes a line per request and httpx's per-request line, about 1.1 ms of every call.
+mcp = MCPServer("floor", log_level="WARNING")
 _client: httpx.AsyncClient | None = None
 
 
