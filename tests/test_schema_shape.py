@@ -15,6 +15,8 @@ from mcp_ollama.server import sdk
 from mcp_ollama.server.app import build_server
 from mcp_ollama.server.schema_shape import compact
 
+from .conftest import connect
+
 POOL: tuple[Any, ...] = (None, 0, 1, -1, 1.5, "", "x", True, False, [], {}, [1], ["x"], {"k": "v"})
 """Values put in every place of a valid document, and the document's own place."""
 
@@ -186,3 +188,13 @@ def test_the_kept_and_the_rewritten_parts() -> None:
     names = compact(NAMES_THAT_LOOK_LIKE_KEYWORDS)
     assert names["properties"]["anyOf"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}
     assert names["properties"]["$ref"]["default"] == {"$ref": "#/$defs/S"}
+
+
+@pytest.mark.anyio
+async def test_tools_list_publishes_the_compact_schemas_in_both_eras(settings: Settings, era: str) -> None:
+    """What a host reads is what ``sdk.add_tool`` wrote into the definition (the SDK reads the
+    output schema live; an upgrade that copied it earlier would publish pydantic's again)."""
+    published = {name: schema for name, _, schema in TOOLS}
+    async with connect(settings, era) as client:
+        listed = (await client.list_tools()).tools
+    assert {t.name: t.output_schema for t in listed if t.output_schema is not None} == published

@@ -58,7 +58,9 @@ def add_tool(
     the cost of building a server (about 5 ms a tool). A definition depends only on the function's
     signature (its defaults included) and docstring and these arguments, so a server built again
     (each in-memory test) reuses it, with its own function: closures of one ``def`` share their
-    code. Nothing in a definition is state: each server gets its own copy.
+    code. Nothing in a definition is state: each server gets its own copy. Its output schema is
+    published as ``schema_shape.compact`` writes it (the SDK reads ``fn_metadata.output_schema``
+    live; ``tests/test_schema_shape.py`` checks ``tools/list`` shows it).
     """
     defaults = (repr(getattr(fn, "__defaults__", None)), repr(getattr(fn, "__kwdefaults__", None)))
     key = (getattr(fn, "__code__", fn), fn.__qualname__, *defaults, title, annotations.model_dump_json())
