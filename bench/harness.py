@@ -145,14 +145,13 @@ def ratio_interval(
 ) -> tuple[float, float]:
     """The 90 % bootstrap interval of ``pct(a, q) / pct(b, q)``: how far a run's p99 ratio could
     have landed by the luck of which calls hit a hiccup of the machine. Rounds are resampled
-    whole (``a[i]`` and ``b[i]`` were taken in the same interleaved round), so drift stays paired."""
-    rng = random.Random(seed)
-    n = len(a)
-    ratios = []
-    for _ in range(reps):
-        picks = [rng.randrange(n) for _ in range(n)]
-        ratios.append(pct([a[i] for i in picks], q) / pct([b[i] for i in picks], q))
-    return pct(ratios, 5), pct(ratios, 95)
+    whole (``a[i]`` and ``b[i]`` were taken in the same interleaved round), so drift stays paired:
+    ``rounds_interval`` with one call a round."""
+
+    def pct_of(picked: list[Sequence[float]]) -> float:
+        return pct([r[0] for r in picked], q)
+
+    return rounds_interval([[x] for x in a], [[x] for x in b], pct_of, reps, seed)
 
 
 def rounds_interval(

@@ -21,7 +21,7 @@ it describes the field, the definition the type.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 _ANNOTATIONS = frozenset(
@@ -75,6 +75,17 @@ _SCHEMA_ONE = frozenset(
 """Keywords whose value is one subschema. Everything else (``enum``, ``default``, ...) is data."""
 
 
+def _subschemas(node: dict[str, Any]) -> Iterator[Any]:
+    """``node``'s subschemas, in the places ``_children`` visits."""
+    for key, value in node.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            yield from value.values()
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            yield from value
+        elif key in _SCHEMA_ONE:
+            yield value
+
+
 def _children(node: dict[str, Any], visit: Callable[[Any], Any]) -> dict[str, Any]:
     """``node`` with ``visit`` applied to each of its subschemas, and its data left alone."""
     out: dict[str, Any] = {}
@@ -122,11 +133,4 @@ def _refers_to(node: Any, name: str, defs: Mapping[str, Any], seen: set[str]) ->
             seen.add(target)
             if _refers_to(defs[target], name, defs, seen):
                 return True
-    found = False
-
-    def visit(sub: Any) -> None:
-        nonlocal found
-        found = found or _refers_to(sub, name, defs, seen)
-
-    _children(node, visit)
-    return found
+    return any(_refers_to(sub, name, defs, seen) for sub in _subschemas(node))
