@@ -42,7 +42,7 @@ from mcp_types import (
 from pydantic import ConfigDict, TypeAdapter
 
 from mcp_ollama.config import Settings
-from mcp_ollama.server import build_server, taskbook, tasks_legacy, tasks_modern
+from mcp_ollama.server import build_server, task_terms, taskbook, tasks_legacy, tasks_modern
 from mcp_ollama.store import ChatStore
 
 from .conftest import eventually
@@ -185,7 +185,7 @@ async def test_legacy_task_completes_with_progress_notifications_and_the_plain_r
         created = await task_call(client, "chat", {"message": "count"}, progressToken="p1")
         task = created["task"]
         assert task["status"] == "working"
-        assert task["ttl"] == taskbook.DEFAULT_TTL_MS and "createdAt" in task and "lastUpdatedAt" in task
+        assert task["ttl"] == task_terms.DEFAULT_TTL_MS and "createdAt" in task and "lastUpdatedAt" in task
         result = await request(client, "tasks/result", {"taskId": task["taskId"]})
         assert await eventually(lambda: "completed" in observer.statuses(task["taskId"]))
         got = await request(client, "tasks/get", {"taskId": task["taskId"]})
@@ -195,7 +195,7 @@ async def test_legacy_task_completes_with_progress_notifications_and_the_plain_r
     assert result["content"] == [{"type": "text", "text": result["structuredContent"]["answer"]}]
     assert result["structuredContent"]["status"] == "complete"
     assert set(result["structuredContent"]) == set(plain.structured_content or {})
-    assert got["status"] == "completed" and got["ttl"] == taskbook.DEFAULT_TTL_MS
+    assert got["status"] == "completed" and got["ttl"] == task_terms.DEFAULT_TTL_MS
     statuses = observer.statuses(task["taskId"])
     assert statuses[-1] == "completed" and statuses.count("completed") == 1
     assert set(statuses) <= {"working", "completed"}
@@ -262,7 +262,7 @@ async def test_legacy_ttl_is_capped(settings: Settings) -> None:
     async with legacy(settings) as client:
         task = (await task_call(client, "chat", {"message": "hi"}, {"ttl": 10**12}))["task"]
         await request(client, "tasks/result", {"taskId": task["taskId"]})
-    assert task["ttl"] == taskbook.MAX_TTL_MS
+    assert task["ttl"] == task_terms.MAX_TTL_MS
 
 
 async def test_tasks_list_pages_through_every_task_with_opaque_cursors(
@@ -321,7 +321,7 @@ async def test_finished_tasks_beyond_the_memory_bound_are_answered_from_the_stor
         again = await request(client, "tasks/result", {"taskId": ids[0]})
         got = await request(client, "tasks/get", {"taskId": ids[0]})
     assert again == answers[0]
-    assert got["status"] == "completed" and got["ttl"] == taskbook.DEFAULT_TTL_MS
+    assert got["status"] == "completed" and got["ttl"] == task_terms.DEFAULT_TTL_MS
     with ChatStore.open(settings.db_path) as store:
         record = store.get_job(ids[0])
     assert record is not None and record.requester and record.expires_at and record.status == "complete"
@@ -370,8 +370,8 @@ async def test_modern_task_completes_with_the_result_inline(settings: Settings, 
             await request(client, "tasks/result", {"taskId": handle.task_id})
         with pytest.raises(MCPError) as no_list:
             await request(client, "tasks/list", {})
-    assert handle.status == "working" and handle.ttl_ms == taskbook.DEFAULT_TTL_MS
-    assert handle.poll_interval_ms == taskbook.POLL_INTERVAL_MS
+    assert handle.status == "working" and handle.ttl_ms == task_terms.DEFAULT_TTL_MS
+    assert handle.poll_interval_ms == task_terms.POLL_INTERVAL_MS
     assert done["status"] == "completed" and done["resultType"] == "complete"
     assert done["result"]["resultType"] == "complete" and done["result"]["isError"] is False
     assert done["result"]["structuredContent"]["answer"].startswith("tok0 tok1")

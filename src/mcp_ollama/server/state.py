@@ -21,7 +21,8 @@ from ..errors import BackendError
 from ..store import Store
 from .patience import Patience
 from .peers import Peers
-from .taskbook import Requesters, TaskBook
+from .task_terms import Requesters
+from .taskbook import TaskBook
 
 SESSION_URI_PREFIX = "chat://sessions/"
 SESSION_URI_TEMPLATE = SESSION_URI_PREFIX + "{session_id}"

@@ -32,17 +32,16 @@ from .principal import principal
 from .request import is_modern
 from .state import AppState, app_state
 from .task_records import ChatTask
-from .taskbook import (
+from .task_terms import (
     DEFAULT_TTL_MS,
     POLL_INTERVAL_MS,
     TASK_TOOLS,
-    Progress,
     Requesters,
-    TaskBook,
     granted_ttl,
     iso,
     result_json,
 )
+from .taskbook import Progress, TaskBook
 
 __all__ = [
     "DEFAULT_TTL_MS",
