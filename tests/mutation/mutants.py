@@ -39,6 +39,7 @@ PROMPTS = "src/mcp_ollama/server/prompts.py"
 ENDPOINT = "src/mcp_ollama/transports/chat_endpoint.py"
 EXPOSURE = "src/mcp_ollama/transports/exposure.py"
 POOL = "src/mcp_ollama/backend/pool.py"
+FAILOVER = "src/mcp_ollama/backend/failover.py"
 ASK = "src/mcp_ollama/cli/ask.py"
 T_AUTH = "tests/test_auth.py::"
 T_HTTP = "tests/test_http.py::"
@@ -346,9 +347,9 @@ MUTANTS: list[Mutant] = [
     # --- backend/pool.py -------------------------------------------------------------------------
     Mutant(
         "pool-429-not-failed-over",
-        "backend/pool.py",
+        "backend/failover.py",
         "429 not failed over",
-        (Edit(POOL, "return exc.status == 429 or exc.status >= 500", "return exc.status >= 500"),),
+        (Edit(FAILOVER, "return exc.status == 429 or exc.status >= 500", "return exc.status >= 500"),),
         (T_POOL + "test_a_rate_limited_429_passes_the_chat_to_the_next_server",),
     ),
     Mutant(

@@ -21,10 +21,11 @@ from typing import Self
 
 import anyio
 
-from ..backend_errors import ModelNotFound, OllamaStatusError, OllamaTimeout, OllamaUnreachable, StreamError
+from ..backend_errors import OllamaStatusError, OllamaTimeout, OllamaUnreachable, StreamError
 from ..errors import BackendError
 from .catalog import ModelCatalog
 from .client import OllamaClient
+from .failover import CHAT_FAILURES, Started, worth_another_server
 from .health import Server, Tuning, model_key
 from .models import ChatChunk, ChatRequest
 from .routing import HostModels, Router
@@ -39,7 +40,6 @@ loaded model. More requests than that wait in Ollama's own queue, so waiting her
 lets another server take them."""
 DEFAULT_FIRST_TOKEN_TIMEOUT = 120.0
 """Seconds a chat waits for its first token, the model in memory, before it tries another server."""
-_CHAT_FAILURES = (OllamaUnreachable, OllamaTimeout, OllamaStatusError, ModelNotFound, StreamError)
 
 
 class OllamaPool:
@@ -214,12 +214,12 @@ class OllamaPool:
                 started = time.monotonic()
                 try:
                     chunks, first = await self._start(server, request, stack, watch=len(candidates) > 1)
-                except _CHAT_FAILURES as exc:
+                except CHAT_FAILURES as exc:
                     if isinstance(exc, OllamaTimeout):
                         server.note_ttft(time.monotonic() - started)
                     server.fail(exc)
                     broke_before = any(isinstance(e, StreamError) for e in failures)
-                    if not _worth_another_server(exc) or (isinstance(exc, StreamError) and broke_before):
+                    if not worth_another_server(exc) or (isinstance(exc, StreamError) and broke_before):
                         raise
                     tried.append(server)
                     failures.append(exc)
@@ -228,7 +228,7 @@ class OllamaPool:
                     continue
                 server.note_ttft(time.monotonic() - started)
                 server.health.probe_passed()  # it answers (one that was set aside, tried as the last)
-                yield _Started(first, chunks, server)
+                yield Started(first, chunks, server)
                 return
 
     async def _start(
@@ -268,36 +268,3 @@ class OllamaPool:
         if failed is not None:
             raise failed
         raise OllamaTimeout(server.url, limit)
-
-
-class _Started:
-    """The chunks of an answer whose first chunk was read to decide on failover; a break or a
-    timeout from here on sets the server aside, a complete answer clears its record."""
-
-    def __init__(self, first: ChatChunk, rest: AsyncIterator[ChatChunk], server: Server) -> None:
-        self._first: ChatChunk | None = first
-        self._rest = rest
-        self._server = server
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> ChatChunk:
-        if self._first is not None:
-            chunk, self._first = self._first, None
-        else:
-            try:
-                chunk = await anext(self._rest)
-            except (StreamError, OllamaTimeout) as exc:
-                self._server.fail(exc)
-                raise
-        if chunk.done:
-            self._server.health.succeeded()
-        return chunk
-
-
-def _worth_another_server(exc: BackendError) -> bool:
-    """Whether another server might answer where this one did not (not a 400: the request's fault)."""
-    if isinstance(exc, OllamaStatusError):
-        return exc.status == 429 or exc.status >= 500
-    return isinstance(exc, OllamaUnreachable | OllamaTimeout | ModelNotFound | StreamError)
