@@ -10,7 +10,6 @@ after a restart, can tell what became of it. Nothing here knows about MCP or HTT
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -25,6 +24,7 @@ from anyio.abc import TaskGroup
 
 from ..errors import JobFailed, McpOllamaError
 from ..store.records import LOCAL
+from .heartbeats import Probe, beat_forever
 from .job import Job, JobState
 from .store_calls import keep_checkpointing
 from .turns import LEASE_RENEW_INTERVAL, LEASE_SECONDS, TurnPlan
@@ -37,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 LIVENESS_INTERVAL = 15.0
 """Seconds between refreshes of a running recorded job's heartbeat."""
-PROBE_LIMIT = 2.0
-"""Seconds a heartbeat waits to learn whether a job's model is loaded."""
 STALE_AFTER = timedelta(seconds=4 * LIVENESS_INTERVAL)
 """A running record not refreshed for this long belongs to a process that died."""
 PROGRESS_INTERVAL = 1.0
@@ -50,8 +48,6 @@ ELSEWHERE_POLL_SECONDS = PROGRESS_INTERVAL / 2
 FINISHED_KEPT = 256
 """Finished jobs kept in memory for ``chat_result``; older ones are answered from the store."""
 
-Probe = Callable[[str], Awaitable[bool | None]]
-"""Whether Ollama has ``model`` loaded now."""
 Finished = Callable[["Job"], Awaitable[None]]
 """Called once a job's turn is stored, before anyone waiting hears of it."""
 
@@ -91,7 +87,7 @@ class Jobs:
         await self._tg.__aenter__()
         self._tg.start_soon(self._keep_records_alive)
         self._tg.start_soon(self._keep_leases)
-        self._tg.start_soon(self._heartbeats)
+        self._tg.start_soon(beat_forever, self._jobs.values, self._heartbeat_interval, self._probe)
         self._tg.start_soon(self._keep_progress)
         self._tg.start_soon(keep_checkpointing, self._store)
         return self
@@ -218,50 +214,6 @@ class Jobs:
         self._finished.append(job.id)
         while len(self._finished) > FINISHED_KEPT:
             self._jobs.pop(self._finished.popleft(), None)
-
-    async def _heartbeats(self) -> None:
-        """Until a job's first token: a progress message every ``heartbeat_interval`` saying why it waits.
-
-        One task for every job, waking four times an interval, rather than a timer per job.
-        """
-        interval = self._heartbeat_interval
-        while True:
-            await anyio.sleep(interval / 4)
-            now = time.monotonic()
-            due = [
-                j
-                for j in self._jobs.values()
-                if not j.done and not j.progress and now - j.last_beat >= interval
-            ]
-            loaded: dict[str, bool | None] = {}
-            for job in due:
-                if job.state is JobState.QUEUED:
-                    message = "waiting for the previous answer in this session to finish…"
-                elif job.slot_wait is not None:
-                    message = job.slot_wait
-                else:
-                    if job.model not in loaded:
-                        loaded[job.model] = await self._is_loaded(job.model)
-                    if loaded[job.model] is False:
-                        message = f"loading {job.model}…"
-                    else:
-                        message = f"reading the prompt ({job.prompt_tokens:,} tokens)…"
-                if job.progress or job.done:
-                    continue
-                job.last_beat = time.monotonic()
-                job.beats += 1
-                job._change(job.state, message)
-
-    async def _is_loaded(self, model: str) -> bool | None:
-        if self._probe is None:
-            return None
-        try:
-            # Not tied to the heartbeat interval: a short interval on a busy machine would time
-            # out every probe and report a loading model as reading the prompt.
-            with anyio.fail_after(PROBE_LIMIT):
-                return await self._probe(model)
-        except (McpOllamaError, TimeoutError):
-            return None
 
     async def _keep_records_alive(self) -> None:
         while True:
