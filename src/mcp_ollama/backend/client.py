@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
@@ -15,7 +15,7 @@ import anyio.lowlevel
 import httpx
 from pydantic import ValidationError
 
-from ..backend_errors import ModelNotFound, OllamaStatusError, OllamaTimeout, OllamaUnreachable, StreamError
+from ..backend_errors import ModelNotFound, OllamaStatusError
 from .admin_models import (
     EmbedRequest,
     EmbedResponse,
@@ -28,8 +28,9 @@ from .admin_models import (
 )
 from .credentials import BearerAuth
 from .foreign import _preview, refuse_foreign, speaks_html
+from .http_errors import error_text, translate_errors
 from .models import ChatChunk, ChatRequest
-from .ndjson import CLOSED_EARLY, ERROR_TEXT_LIMIT, ChunkStream, clip, close_quietly
+from .ndjson import ChunkStream, close_quietly
 from .pulling import PullLines
 
 # --- the client -------------------------------------------------------------------------------
@@ -242,26 +243,9 @@ class OllamaClient:
         except (ValueError, RecursionError) as exc:
             self._raise_unexpected_body(response, exc)
 
-    @contextmanager
-    def _translate_errors(self) -> Iterator[None]:
-        """Turn httpx's and the OS's exceptions into ours: the one place where that happens."""
-        url = self._base_url
-        try:
-            yield
-        except httpx.ConnectTimeout as exc:
-            raise OllamaUnreachable(url, "connection attempt timed out") from exc
-        except httpx.TimeoutException as exc:  # read, write or pool timeout
-            raise OllamaTimeout(url, self._read_timeout) from exc
-        except (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise OllamaUnreachable(url, _describe(exc)) from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
-            raise StreamError(url, CLOSED_EARLY) from exc
-        except httpx.TransportError as exc:  # proxy or local protocol trouble
-            raise OllamaUnreachable(url, _describe(exc)) from exc
-        except httpx.HTTPError as exc:  # undecodable content-encoding and the like
-            raise StreamError(url, f"unreadable response: {_describe(exc)}") from exc
-        except OSError as exc:
-            raise OllamaUnreachable(url, _describe(exc)) from exc
+    def _translate_errors(self) -> AbstractContextManager[None]:
+        """``http_errors.translate_errors`` for this server."""
+        return translate_errors(self._base_url, self._read_timeout)
 
     async def _raise_for_status(self, response: httpx.Response, *, model: str | None) -> None:
         if response.is_success and not speaks_html(response):
@@ -271,7 +255,7 @@ class OllamaClient:
         refuse_foreign(response, self._base_url)  # a web page, not Ollama's JSON (nor a missing model)
         if response.status_code == 404 and model is not None:
             raise ModelNotFound(model, self._base_url)
-        raise OllamaStatusError(response.status_code, _error_text(response), self._base_url)
+        raise OllamaStatusError(response.status_code, error_text(response), self._base_url)
 
     def _raise_unexpected_body(self, response: httpx.Response, exc: Exception) -> NoReturn:
         # Most likely another program answers on Ollama's port.
@@ -281,22 +265,6 @@ class OllamaClient:
             f"(is another program listening there?): {_preview(response.content)}"
         )
         raise OllamaStatusError(response.status_code, detail, self._base_url) from exc
-
-
-def _error_text(response: httpx.Response) -> str:
-    """Ollama's ``{"error": ...}`` text, else the raw body (truncated), else the reason phrase."""
-    try:
-        data = response.json()
-    except (ValueError, RecursionError):
-        data = None
-    if isinstance(data, dict) and isinstance(data.get("error"), str):
-        return clip(str(data["error"]))
-    text = response.content.decode("utf-8", "replace").strip()
-    return text[:ERROR_TEXT_LIMIT] or response.reason_phrase or "no error text"
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 async def _once(box: list[bytes]) -> AsyncIterator[bytes]:
