@@ -39,6 +39,7 @@ from .records import (
     session_key,
     validate_session_id,
 )
+from .session_edits import SessionEdits
 from .sessions import SessionQueries
 
 __all__ = [
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 
-class ChatStore(SessionQueries, JobQueries, ClientQueries):
+class ChatStore(SessionQueries, SessionEdits, JobQueries, ClientQueries):
     """Chat sessions in SQLite. Make one with ``ChatStore.open(path)``; close it when done.
 
     Every method takes the store's lock, so one store may be shared between threads.
